@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CoderadminConfig(AppConfig):
+    name = "coderadmin"
+    verbose_name = "coderadmin"
