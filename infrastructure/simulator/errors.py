@@ -133,11 +133,18 @@ def gone(message: str) -> APIError:
     return APIError(410, "Gone", message)
 
 
+_ACCEPTED_MEDIA = (
+    "application/json, application/merge-patch+json, application/strategic-merge-patch+json, "
+    "application/json-patch+json, application/apply-patch+yaml"
+)
+
+
 def unsupported_media_type(content_type: str) -> APIError:
     return APIError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json, application/apply-patch+yaml (got {content_type})",
+        f"the body of the request was in an unknown format - accepted media types include: "
+        f"{_ACCEPTED_MEDIA} (got {content_type})",
     )
 
 
