@@ -78,6 +78,18 @@ def inner_home_target(username: str) -> str:
     return f"/home/{username}"
 
 
+def standard_inner_mounts(username: str) -> tuple[tuple[str, str], ...]:
+    """(source, target) pairs the supervisor always mounts into the inner container.
+
+    ENV_INNER_MOUNTS carries extra mounts only; repeating one of these identically is tolerated.
+    """
+    return (
+        (HOME_SOURCE_PATH, inner_home_target(username)),
+        (INNER_DOCKER_SOURCE_PATH, INNER_DOCKER_TARGET),
+        (INNER_CONTAINERS_SOURCE_PATH, INNER_CONTAINERS_TARGET),
+    )
+
+
 # --- Readiness ------------------------------------------------------------------------------
 READY_MARKER_PATH = "/var/run/coderadmin/ready"  # written only after "startup complete"
 READINESS_COMMAND = ("cat", READY_MARKER_PATH)  # exec readinessProbe
@@ -89,8 +101,9 @@ KEEPALIVE_ENTRYPOINT = "keep-alive"  # the name stored when the image has no /sb
 KEEPALIVE_COMMAND = ("/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done")
 # The user-namespace offset for file ownership on mounts; it must never change once data exists.
 USERNS_UID_OFFSET = 100000
-# The supervisor's graceful stop of the inner container (the pod's grace period must cover it).
-INNER_STOP_TIMEOUT_SECONDS = 90
+# The supervisor's graceful stop of the inner container. The pod's grace period (default 90 s)
+# must cover it plus stopping dockerd and sysbox afterwards, hence 75 and not the full 90.
+INNER_STOP_TIMEOUT_SECONDS = 75
 # Pull retries of the inner image.
 PULL_ATTEMPTS = 10
 
