@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import urllib3
 from django.conf import settings
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 # (connect, read) seconds for ordinary calls; watches and log follows pass their own.
 DEFAULT_TIMEOUT = (5.0, 30.0)
@@ -69,6 +71,10 @@ class Unauthorized(GatewayError):
     pass
 
 
+class Gone(GatewayError):
+    """410: the resourceVersion a watch resumes from is too old; list again."""
+
+
 class Unavailable(GatewayError):
     """5xx, 429, timeouts and connection errors: worth retrying, honouring ``retry_after``."""
 
@@ -111,6 +117,8 @@ def translate(exc: BaseException) -> GatewayError:
             if "violates PodSecurity" in message:
                 return PodSecurityDenied(message, **kwargs)
             return Forbidden(message, **kwargs)
+        if status == 410:
+            return Gone(message, **kwargs)
         if status == 401:
             return Unauthorized(message or "the cluster rejected our credentials", **kwargs)
         if status in (400, 422):
@@ -121,6 +129,13 @@ def translate(exc: BaseException) -> GatewayError:
     if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
         return Unavailable(f"the Kubernetes API could not be reached: {exc}")
     return GatewayError(str(exc))
+
+
+def translate_status(message: str, *, status: int, reason: str = "") -> GatewayError:
+    """The typed error of a Status the server sent inside a stream (not as an HTTP error)."""
+    exc = ApiException(status=status, reason=reason)
+    exc.body = json.dumps({"message": message, "reason": reason})
+    return translate(exc)
 
 
 _client_lock = threading.Lock()
@@ -169,7 +184,9 @@ KINDS: dict[str, Kind] = {
     "PersistentVolumeClaim": Kind(client.CoreV1Api, "namespaced_persistent_volume_claim"),
     "Secret": Kind(client.CoreV1Api, "namespaced_secret"),
     "Event": Kind(client.CoreV1Api, "namespaced_event"),
+    "ResourceQuota": Kind(client.CoreV1Api, "namespaced_resource_quota"),
     "NetworkPolicy": Kind(client.NetworkingV1Api, "namespaced_network_policy"),
+    "Lease": Kind(client.CoordinationV1Api, "namespaced_lease"),
     "Namespace": Kind(client.CoreV1Api, "namespace", namespaced=False),
     "Node": Kind(client.CoreV1Api, "node", namespaced=False),
 }
@@ -240,6 +257,98 @@ class Gateway:
         fn, namespaced = self._method(kind, "patch")
         return self._call(fn, name, *self._scope(namespaced, namespace), body)
 
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT the whole object; with ``metadata.resourceVersion`` set, a concurrent change is Conflict."""
+        fn, namespaced = self._method(obj["kind"], "replace")
+        meta = obj["metadata"]
+        return self._call(fn, meta["name"], *self._scope(namespaced, meta.get("namespace")), obj)
+
+    def ensure_namespace(self, name: str) -> bool:
+        """Create the namespace when it is missing; True when it was created."""
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        return self.create_or_get(namespace)[1]
+
+    def watch(
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        timeout_seconds: int = 300,
+        **query: Any,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield ``(type, object)`` watch events as plain dicts until the server ends the stream.
+
+        Bookmarks are asked for (they carry the resourceVersion to resume from); an ERROR event is
+        raised as the typed error it describes (``Gone`` for 410).
+        """
+        spec = KINDS[kind]
+        if spec.namespaced and namespace is None:
+            name = spec.suffix.removeprefix("namespaced_")
+            fn = getattr(spec.api(self.client), f"list_{name}_for_all_namespaces")
+            scope: tuple = ()
+        else:
+            fn, namespaced = self._method(kind, "list")
+            scope = self._scope(namespaced, namespace)
+        try:
+            response = fn(
+                *scope,
+                watch=True,
+                allow_watch_bookmarks=True,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                _preload_content=False,
+                _request_timeout=(self.timeout[0], timeout_seconds + 10),
+                **query,
+            )
+        except Exception as exc:  # every failure becomes a typed error
+            raise translate(exc) from exc
+        try:
+            for line in iter_resp_lines(response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    code = int(status.get("code") or 500)
+                    kwargs = {"status": code, "reason": status.get("reason", "")}
+                    message = status.get("message") or "watch error"
+                    raise Gone(message, **kwargs) if code == 410 else translate_status(message, **kwargs)
+                yield event["type"], event["object"]
+        except GatewayError:
+            raise
+        except Exception as exc:  # a dropped stream, a timeout, a half-written line
+            raise translate(exc) from exc
+        finally:
+            # Close rather than pool: a stream's connection may lead to a server that is going away.
+            response.close()
+
+    def follow_pod_log(
+        self,
+        namespace: str,
+        name: str,
+        container: str | None = None,
+        *,
+        read_timeout: float = 30.0,
+        **query: Any,
+    ) -> Iterator[str]:
+        """Yield the lines of a container's log as they are written, until the stream ends."""
+        api = client.CoreV1Api(self.client)
+        kwargs = {"_request_timeout": (self.timeout[0], read_timeout), "_preload_content": False, **query}
+        if container:
+            kwargs["container"] = container
+        try:
+            response = api.read_namespaced_pod_log(name, namespace, follow=True, **kwargs)
+        except Exception as exc:  # every failure becomes a typed error
+            raise translate(exc) from exc
+        try:
+            yield from iter_resp_lines(response)
+        except Exception as exc:  # a dropped stream or a read timeout
+            raise translate(exc) from exc
+        finally:
+            # Close rather than pool: a stream's connection may lead to a server that is going away.
+            response.close()
+
     def delete_if_exists(
         self,
         kind: str,
@@ -275,6 +384,11 @@ class Gateway:
         except Exception as exc:  # every failure becomes a typed error
             raise translate(exc) from exc
         return response.data.decode("utf-8", "replace")
+
+    def reset_connections(self) -> None:
+        """Drop pooled keep-alive connections, so the next request connects afresh (after an API
+        server restart, a pooled connection may still lead to the old, stopping process)."""
+        self.client.rest_client.pool_manager.clear()
 
     def version(self) -> dict[str, Any]:
         return self._call(client.VersionApi(self.client).get_code)

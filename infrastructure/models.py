@@ -201,3 +201,64 @@ class InfrastructureSettingsChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.old_value} → {self.new_value}"
+
+
+class ReadinessReport(models.Model):
+    """One run of the readiness checks: queued by a person, filled in by the Celery task.
+
+    ``results`` holds :meth:`infrastructure.readiness.CheckResult.as_dict` rows in page order. A report
+    asked for when turning CVMs on (``purpose`` enable) turns them on itself when nothing fails.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        ERROR = "error", "Error"
+
+    class Purpose(models.TextChoices):
+        MANUAL = "manual", "Run on demand"
+        ENABLE = "enable", "Before enabling CVMs"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.MANUAL)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    progress_done = models.PositiveSmallIntegerField(default=0)
+    progress_total = models.PositiveSmallIntegerField(default=0)
+    progress_label = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # pass / warn / fail / info once done; blank before.
+    status = models.CharField(max_length=10, blank=True)
+    cluster_version = models.CharField(max_length=100, blank=True)
+    cluster_cidrs = models.JSONField(default=list, blank=True)
+    namespace_missing = models.BooleanField(default=False)
+    results = models.JSONField(default=list, blank=True)
+    # The backend and namespace the checks ran for: a later settings change makes the report stale.
+    cvm_backend = models.CharField(max_length=20, blank=True)
+    environments_namespace = models.CharField(max_length=63, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"Readiness report {self.pk} ({self.get_state_display()})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {self.State.DONE, self.State.ERROR}
+
+    @property
+    def failures(self) -> list[dict]:
+        """The failed rows: hard requirements that refuse turning CVMs on without an override."""
+        return [row for row in self.results if row.get("status") == "fail"]
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.progress_total:
+            return 0
+        return min(100, round(100 * self.progress_done / self.progress_total))

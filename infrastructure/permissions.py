@@ -99,7 +99,12 @@ CLUSTER_RULES: tuple[Rule, ...] = (
         "Sum the resources requested on each node across all namespaces to report spare capacity.",
     ),
     Rule("", "namespaces", ("get",), "Check that the environments namespace exists and read its labels."),
-    Rule("storage.k8s.io", "storageclasses", ("get",), "Check that the configured storage class exists."),
+    Rule(
+        "storage.k8s.io",
+        "storageclasses",
+        ("get", "list"),
+        "Check that the configured storage class exists, or find the cluster's default one.",
+    ),
     Rule("node.k8s.io", "runtimeclasses", ("get",), "Check that the sysbox-runc RuntimeClass exists."),
     Rule(
         "admissionregistration.k8s.io",
