@@ -1,4 +1,4 @@
-# Production image: web (gunicorn), Celery worker and beat, and the cluster watcher all run from it.
+# Production image: web (gunicorn with uvicorn workers, ASGI), Celery worker and beat, and the cluster watcher all run from it.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -35,4 +35,5 @@ USER coderadmin
 EXPOSE 8000
 
 # WEB_CONCURRENCY: gunicorn worker processes; GUNICORN_TIMEOUT: seconds before a stuck worker is replaced.
-CMD ["sh", "-c", "exec gunicorn coderadmin.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --threads ${GUNICORN_THREADS:-2} --timeout ${GUNICORN_TIMEOUT:-60} --graceful-timeout 30 --keep-alive 5 --max-requests 2000 --max-requests-jitter 200 --access-logfile - --no-control-socket"]
+# The uvicorn worker serves HTTP and the terminal WebSocket (coderadmin.asgi).
+CMD ["sh", "-c", "exec gunicorn coderadmin.asgi:application --worker-class uvicorn.workers.UvicornWorker --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --timeout ${GUNICORN_TIMEOUT:-60} --graceful-timeout 30 --keep-alive 5 --max-requests 2000 --max-requests-jitter 200 --access-logfile - --no-control-socket"]

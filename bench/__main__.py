@@ -1,9 +1,17 @@
-"""``python -m bench``: run every ``run() -> list[dict]`` found in the bench package and print one table."""
+"""``python -m bench``: run every ``run() -> list[dict]`` found in the bench package and print one table.
+
+``--quick`` runs each benchmark at a small size (a smoke run of a minute or two); ``--only NAME`` (repeatable)
+runs the named modules only. Modules whose ``run`` takes a ``quick`` argument get it.
+"""
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import inspect
+import os
 import pkgutil
+import platform
 import sys
 import time
 from typing import Any
@@ -34,13 +42,41 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def parse(argv: list[str] | None, names: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run the benchmarks; print one table."
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
+    parser.add_argument("--only", action="append", choices=names, metavar="NAME", help=f"one of {names}")
+    return parser.parse_args(argv)
+
+
+def machine() -> str:
+    """The machine line printed above the table."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    python = platform.python_version()
+    return f"{os.cpu_count()} CPUs, {memory:.1f} GiB memory, Python {python}, {platform.system()}"
+
+
+def call(run: Any, quick: bool) -> list[dict[str, Any]]:
+    """``run(quick=...)`` when it takes the argument, else ``run()`` (full size either way)."""
+    if "quick" in inspect.signature(run).parameters:
+        return run(quick=quick)
+    return run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    found = collect()
+    args = parse(argv, [name for name, _ in found])
     rows: list[dict[str, Any]] = []
-    for name, run in collect():
+    for name, run in found:
+        if args.only and name not in args.only:
+            continue
         started = time.perf_counter()
-        for row in run():
+        for row in call(run, args.quick):
             rows.append({"module": name, **row})
         print(f"{name}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    print(machine())
     print(table(rows))
     return 0
 

@@ -187,7 +187,10 @@ def user_reset_password(*, actor: Any, user: Any, password: str, request: HttpRe
 
 
 def user_deactivate(*, actor: Any, user: Any, request: HttpRequest | None = None) -> Any:
-    """Block sign-in (the account and its history stay). Never yourself, never the last site admin."""
+    """Block sign-in and stop the user's environments (the account, its volumes and its history
+    stay). Never yourself, never the last site admin."""
+    from coderadmin.lifecycle import stop_environments
+
     _require_manage(actor, user)
     if user.pk == actor.pk:
         raise ValidationError("You cannot deactivate your own account.")
@@ -206,6 +209,7 @@ def user_deactivate(*, actor: Any, user: Any, request: HttpRequest | None = None
             before={"is_active": True},
             after={"is_active": False},
         )
+    stop_environments(actor=actor, user=user, request=request)
     return user
 
 

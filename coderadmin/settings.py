@@ -249,3 +249,47 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Observability and data lifecycle (metrics, heartbeats, request ids, retention) ----------
+# Bearer token Prometheus sends to /metrics; empty turns the endpoint off (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client multiprocess mode: every process writes its counters here and /metrics merges
+# them. Processes whose numbers should appear together must share it; empty it before they start.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
+# Worker and beat record a heartbeat this often; one older than the max age counts as dead.
+HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=30)
+HEARTBEAT_MAX_AGE_SECONDS = env.int("HEARTBEAT_MAX_AGE_SECONDS", default=120)
+# Days environment events and audit entries are kept (pruned daily); 0 keeps them forever.
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=90)
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+MIDDLEWARE.insert(0, "coderadmin.requestid.RequestIdMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("coderadmin.middleware.HealthCheckMiddleware") + 1,
+    "coderadmin.metrics.MetricsEndpointMiddleware",
+)
+LOGGING["filters"] = {"context": {"()": "coderadmin.logs.ContextFilter"}}
+LOGGING["handlers"]["console"]["filters"] = ["context"]
+# Task modules outside <app>.tasks, and the modules whose Celery signal hooks must be connected.
+CELERY_IMPORTS = (*CELERY_IMPORTS, "coderadmin.heartbeat", "coderadmin.lifecycle", "coderadmin.metrics")
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "coderadmin.beat_tick": {
+            "task": "coderadmin.beat_tick",
+            "schedule": HEARTBEAT_INTERVAL_SECONDS,
+            "options": {"expires": HEARTBEAT_INTERVAL_SECONDS},
+        },
+        "coderadmin.prune": {"task": "coderadmin.prune", "schedule": 24 * 3600},
+    }
+)
+
+# --- Browser terminal (environments/consumers.py): Channels on ASGI ---------------------------
+# The terminal WebSocket is served by coderadmin.asgi (gunicorn's uvicorn worker). No channel
+# layer: sessions notice a stopped environment by reading its state. Concurrent terminals are
+# counted in the cache above, which every process shares.
+ASGI_APPLICATION = "coderadmin.asgi.application"
+# A terminal with neither input nor output for this long is closed.
+TERMINAL_IDLE_TIMEOUT_SECONDS = env.int("TERMINAL_IDLE_TIMEOUT_SECONDS", default=1800)
+# No terminal session lasts longer than this, busy or not.
+TERMINAL_MAX_SESSION_SECONDS = env.int("TERMINAL_MAX_SESSION_SECONDS", default=8 * 3600)
+# Open terminals allowed per environment at once (every browser tab counts).
+TERMINAL_MAX_PER_ENVIRONMENT = env.int("TERMINAL_MAX_PER_ENVIRONMENT", default=4)

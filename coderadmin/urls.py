@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from coderadmin import views
+from coderadmin import ops_views, views
 from coderadmin.auth import AdminLoginForm, RateLimitedAuthenticationForm
 from environments import views as environment_views
 
@@ -29,6 +29,9 @@ urlpatterns = [
     path("manage/users/<int:pk>/password/", views.user_password, name="manage-user-password"),
     path("manage/users/<int:pk>/deactivate/", views.user_deactivate, name="manage-user-deactivate"),
     path("manage/users/<int:pk>/reactivate/", views.user_reactivate, name="manage-user-reactivate"),
+    path("manage/audit/", ops_views.audit_page, name="manage-audit"),
+    path("manage/audit/export.csv", ops_views.audit_export, name="manage-audit-export"),
+    path("manage/status/", ops_views.system_status, name="manage-status"),
     path("", include("environments.urls")),
     path("admin/", admin.site.urls),
 ]

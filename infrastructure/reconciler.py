@@ -43,6 +43,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from coderadmin import metrics
 from coderadmin.audit import audit_record
 from environments import recovery, services
 from environments.models import Environment, EnvironmentEvent
@@ -312,6 +313,14 @@ def reconcile(
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
     report.duration_seconds = time.monotonic() - started
+    metrics.reconciler_sweep(
+        {
+            "pod_missing": len(report.pods_missing),
+            "orphan_deleted": len(report.orphans_deleted),
+            "timed_out": len(report.timed_out),
+            "requeued": report.requeued,
+        }
+    )
     return report
 
 

@@ -23,7 +23,9 @@ def test_every_part_of_the_product_is_a_service():
 
 
 def test_commands():
-    assert "gunicorn coderadmin.wsgi:application" in _command("web")
+    assert "gunicorn coderadmin.asgi:application --worker-class uvicorn.workers.UvicornWorker" in _command(
+        "web"
+    )
     assert re.search(r"--workers \$\$\{WEB_CONCURRENCY:-\d+\}", _command("web"))
     assert re.search(r"--timeout \$\$\{GUNICORN_TIMEOUT:-\d+\}", _command("web"))
     assert _command("worker").startswith("celery -A coderadmin worker")
@@ -81,7 +83,8 @@ def test_dockerfile_is_production_grade():
     assert "collectstatic --noinput" in text
     assert re.search(r"^USER coderadmin$", text, re.MULTILINE)
     assert text.index("collectstatic") < text.index("USER coderadmin")
-    assert "gunicorn coderadmin.wsgi:application" in text and "--timeout ${GUNICORN_TIMEOUT:-60}" in text
+    assert "gunicorn coderadmin.asgi:application --worker-class uvicorn.workers.UvicornWorker" in text
+    assert "--timeout ${GUNICORN_TIMEOUT:-60}" in text
 
 
 def test_dockerignore_keeps_local_state_out():

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=6443)
     parser.add_argument("--kubeconfig", type=Path, required=True, help="where to write the kubeconfig")
     parser.add_argument("--state", type=Path, help="load state from this file on start, save on exit")
-    parser.add_argument("--profile", help="cluster profile to load into a fresh state")
+    parser.add_argument("--profile", help="cluster profile: its objects and controllers (kubelet)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         store.load(state)
     # The admin token is kept with the state so that a saved kubeconfig stays valid across runs.
     cluster = SimulatedCluster(args.host, args.port, store=store, admin_token=state.get("adminToken"))
-    if not state:
-        cluster.load_profile(args.profile)
+    # Also after a restore: the loader skips objects that exist and starts the profile's
+    # controllers (the kubelet), without which restored pods would never progress.
+    cluster.load_profile(args.profile)
     cluster.start()
     cluster.write_kubeconfig(args.kubeconfig)
     logging.getLogger(__name__).info("simulated cluster at %s, kubeconfig %s", cluster.url, args.kubeconfig)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from . import admission, errors, faults, openapi, patch, rbac, validation
+from . import exec as pod_exec
 from .errors import APIError
 from .rbac import UserInfo
 from .resources import RESOURCES, ResourceType, by_group_plural, groups
@@ -345,6 +346,10 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
+        if rt.plural == "pods" and not group and sub == "exec" and name and method in ("GET", "POST"):
+            rbac.authorize(self.cluster.store.view(), user, "create", "", "pods", "exec", namespace, name)
+            pod_exec.serve(self, namespace or "", name, query)
+            return
         if sub and sub not in rt.subresources:
             raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
         if rt.namespaced and namespace is None and method != "GET":

@@ -236,12 +236,15 @@ def running_watcher(
         assert not thread.is_alive(), "the watcher did not stop"
 
 
+LOCK_RETRIES = 3000  # x 10 ms
+
+
 def _retry_locked(execute, sql, params, many, context):
-    for attempt in range(500):
+    for attempt in range(LOCK_RETRIES):
         try:
             return execute(sql, params, many, context)
         except (OperationalError, sqlite3.OperationalError) as exc:
-            if "locked" not in str(exc) or attempt == 499:
+            if "locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
                 raise
             time.sleep(0.01)
     return None
@@ -249,6 +252,10 @@ def _retry_locked(execute, sql, params, many, context):
 
 def _add_retry(sender: Any, connection: Any, **kwargs: Any) -> None:
     if connection.vendor == "sqlite" and _retry_locked not in connection.execute_wrappers:
+        connection.ensure_connection()
+        # Readers take no table locks, so a writer waiting for another writer holds nothing the
+        # other one needs: retrying the statement cannot deadlock.
+        connection.connection.execute("PRAGMA read_uncommitted = 1")
         connection.execute_wrappers.append(_retry_locked)
 
 
@@ -256,7 +263,8 @@ def _add_retry(sender: Any, connection: Any, **kwargs: Any) -> None:
 def sqlite_waits_for_locks() -> Iterator[None]:
     """SQLite's in-memory test database (shared cache) fails at once when another thread holds a
     table lock; a file database would wait (busy timeout). Statements retry here as they would
-    wait there, so the worker, the watcher and the test can share the database. No-op elsewhere."""
+    wait there, so the worker, the watcher and the test can share the database. No-op elsewhere;
+    the row-locking semantics themselves are exercised on PostgreSQL."""
     connection_created.connect(_add_retry)
     _add_retry(None, connection)
     try:
@@ -265,3 +273,4 @@ def sqlite_waits_for_locks() -> Iterator[None]:
         connection_created.disconnect(_add_retry)
         if _retry_locked in connection.execute_wrappers:
             connection.execute_wrappers.remove(_retry_locked)
+            connection.connection.execute("PRAGMA read_uncommitted = 0")

@@ -1,0 +1,190 @@
+"""/metrics: the bearer token, the database gauges, and counters recorded by other processes.
+
+Every process of the test run writes to the same multiprocess directory, so counter tests compare
+values before and after (other tests may count too, never down).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from celery import Task
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from coderadmin import metrics
+from coderadmin.celery import app as celery_app
+from coderadmin.heartbeat import beat_tick
+from environments import services
+from environments.models import Environment
+from environments.states import State
+from tests.environments import cluster_support as cs
+from tests.environments.factories import EnvironmentFactory, make_user
+
+TOKEN = "scrape-token-for-tests"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def token(settings):
+    settings.METRICS_TOKEN = TOKEN
+    return TOKEN
+
+
+def scrape(**headers: str) -> dict[tuple[str, tuple], float]:
+    """Sample values keyed by (sample name, sorted labels)."""
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", **headers)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.mark.django_db
+def test_without_a_configured_token_the_endpoint_does_not_exist(settings):
+    settings.METRICS_TOKEN = ""
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", TOKEN])
+def test_a_missing_or_wrong_token_is_refused(token, header):
+    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = Client().get("/metrics", **extra)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"coderadmin_" not in response.content
+
+
+@pytest.mark.django_db
+def test_prometheus_scrapes_a_pod_by_ip_over_plain_http(token, settings):
+    settings.ALLOWED_HOSTS = ["coderadmin.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    samples = scrape(HTTP_HOST="10.1.2.3:8000")
+    assert ("coderadmin_environments", (("kind", "standard"), ("state", "running"))) in samples
+
+
+@pytest.mark.django_db
+def test_environment_gauges_count_the_rows_at_scrape_time(token):
+    EnvironmentFactory.create_batch(2, state=State.RUNNING)
+    EnvironmentFactory(state=State.OFF, cvm=True)
+    samples = scrape()
+    assert value(samples, "coderadmin_environments", state="running", kind="standard") == 2
+    assert value(samples, "coderadmin_environments", state="off", kind="cvm") == 1
+    # Every state and kind is present, zero included, so dashboards never see gaps.
+    assert ("coderadmin_environments", (("kind", "cvm"), ("state", "error"))) in samples
+    Environment.objects.filter(state=State.RUNNING).update(state=State.ERROR)
+    samples = scrape()
+    assert value(samples, "coderadmin_environments", state="running", kind="standard") == 0
+    assert value(samples, "coderadmin_environments", state="error", kind="standard") == 2
+
+
+@pytest.mark.django_db
+def test_counters_of_the_api_reach_the_endpoint(token):
+    before = scrape()
+    metrics.kubernetes_api_error(403)
+    metrics.kubernetes_api_error(403)
+    metrics.kubernetes_api_error(None)
+    metrics.watcher_reconnect()
+    metrics.reconciler_sweep({"pod_missing": 2, "orphan_deleted": 0, "requeued": 1})
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("coderadmin_kubernetes_api_errors_total", code="403") == 2
+    assert grew("coderadmin_kubernetes_api_errors_total", code="0") == 1
+    assert grew("coderadmin_watcher_reconnects_total") >= 1
+    assert grew("coderadmin_reconciler_sweeps_total") >= 1
+    assert grew("coderadmin_reconciler_fixes_total", fix="pod_missing") >= 2
+    assert grew("coderadmin_reconciler_fixes_total", fix="requeued") >= 1
+
+
+@celery_app.task(name="tests.metrics.fails")
+def _failing_task() -> None:
+    raise ValueError("boom")
+
+
+@celery_app.task(name="tests.metrics.retries", bind=True, max_retries=1)
+def _retrying_task(self: Task) -> None:
+    if self.request.retries == 0:
+        raise self.retry(countdown=0)
+
+
+@pytest.mark.django_db
+def test_task_durations_retries_and_failures_are_counted(token):
+    before = scrape()
+    beat_tick.apply()
+    _failing_task.apply()
+    _retrying_task.apply()
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("coderadmin_task_duration_seconds_count", task="coderadmin.beat_tick") == 1
+    assert grew("coderadmin_task_failures_total", task="tests.metrics.fails") == 1
+    assert grew("coderadmin_task_retries_total", task="tests.metrics.retries") == 1
+    assert grew("coderadmin_task_failures_total", task="tests.metrics.retries") == 0
+
+
+@pytest.mark.django_db
+def test_counts_of_another_process_are_merged_into_the_endpoint(token):
+    """The multiprocess directory is what carries a worker's numbers to the web process."""
+    before = scrape()
+    code = "from coderadmin import metrics; metrics.kubernetes_api_error(599); metrics.watcher_reconnect()"
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    after = scrape()
+    code_599 = ("coderadmin_kubernetes_api_errors_total", (("code", "599"),))
+    assert after[code_599] - before.get(code_599, 0.0) >= 1
+
+
+@pytest.fixture
+def demo(tmp_path):
+    with cs.running_profile("demo", tmp_path, scale=0.002) as handle:
+        yield handle
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_after_a_scripted_lifecycle_on_a_worker(token, demo, tmp_path):
+    """create → running → stop → off → delete with a real Celery worker and the watcher."""
+    before = scrape()
+    cs.configure()
+    owner = make_user("metrics-owner")
+    with cs.sqlite_waits_for_locks(), cs.celery_worker(), cs.running_watcher(tmp=tmp_path):
+        env = cs.create(owner, cs.image("ghcr.io/coderadmin/example-plain"), name="metered")
+        env = cs.wait_state(env, State.RUNNING)
+        running = scrape()
+        services.environment_stop(env, actor=owner)
+        env = cs.wait_state(env, State.OFF)
+        services.environment_delete(env, actor=owner)
+        cs.eventually(lambda: not Environment.objects.filter(pk=env.pk).exists(), what="row deleted")
+        after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert value(running, "coderadmin_environments", state="running", kind="standard") == 1
+    assert value(after, "coderadmin_environments", state="running", kind="standard") == 0
+    assert grew("coderadmin_build_duration_seconds_count") >= 1
+    assert grew("coderadmin_time_to_running_seconds_count", kind="standard") >= 1
+    assert grew("coderadmin_task_duration_seconds_count", task="environments.stop") >= 1
+    assert grew("coderadmin_task_duration_seconds_count", task="environments.delete") >= 1
