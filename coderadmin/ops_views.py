@@ -6,6 +6,7 @@ Both are read-only and open to site admins, site managers and auditors.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -141,8 +142,8 @@ def csv_rows(entries: Iterable[AuditEntry]) -> Iterator[str]:
             entry.target_repr,
             entry.ip_address or "",
             entry.message,
-            entry.before or "",
-            entry.after or "",
+            json.dumps(entry.before, sort_keys=True) if entry.before else "",
+            json.dumps(entry.after, sort_keys=True) if entry.after else "",
         )
         yield writer.writerow([safe_cell(cell) for cell in row])
 

@@ -33,6 +33,7 @@ GONE_POLL_MAX = 2.0
 GONE_EXTRA_SECONDS = 30
 NODE_RUNTIME_CACHE_SECONDS = 60.0
 
+# Per API server: (when, runtime); a cluster-scoped list once a minute at most, never per environment.
 _node_runtime_cache: dict[str, tuple[float, str]] = {}
 
 BUILD_STATES = frozenset({State.CREATING, State.BUILDING, State.UNKNOWN})
@@ -71,7 +72,8 @@ def refusal_reason(exc: gw.GatewayError, kind: str) -> str | None:
 
 def node_runtime(gateway: gw.Gateway) -> str:
     """How the sysbox nodes enable user namespaces: CRI-O only when every ready sysbox node runs it."""
-    cached = _node_runtime_cache.get("value")
+    key = gateway.client.configuration.host
+    cached = _node_runtime_cache.get(key)
     if cached and time.monotonic() - cached[0] < NODE_RUNTIME_CACHE_SECONDS:
         return cached[1]
     nodes = gateway.list("Node", label_selector=SYSBOX_READY_LABEL).get("items") or []
@@ -80,7 +82,7 @@ def node_runtime(gateway: gw.Gateway) -> str:
         for node in nodes
     }
     value = manifests.NODE_RUNTIME_CRIO if runtimes == {"cri-o"} else manifests.NODE_RUNTIME_CONTAINERD
-    _node_runtime_cache["value"] = (time.monotonic(), value)
+    _node_runtime_cache[key] = (time.monotonic(), value)
     return value
 
 
@@ -169,7 +171,9 @@ def build(environment_id: int, generation: int, gateway: gw.Gateway | None = Non
             raise
         services.environment_mark_error(env.pk, reason=reason, generation=generation)
         return
-    services.environment_mark_built(env.pk, generation=generation)
+    if services.environment_mark_built(env.pk, generation=generation) is None:
+        # Stopped, cancelled or deleted while this ran: its task may have missed the new pod.
+        gateway.delete_if_exists("Pod", env.namespace, env.pod_name, uid=pod["metadata"]["uid"])
 
 
 def _grow_claim(gateway: gw.Gateway, env: Environment, claim: dict[str, Any]) -> None:

@@ -167,3 +167,17 @@ def test_export_cells_cannot_run_as_spreadsheet_formulas(clients):
 )
 def test_safe_cell(raw, safe):
     assert safe_cell(raw) == safe
+
+
+@pytest.mark.django_db
+def test_changes_are_exported_as_json(clients):
+    audit_record("user.update", target="x", before={"email": "a@x"}, after={"email": "b@x"})
+    rows = _csv(clients["auditor"].get(EXPORT, {"action": "user.update"}))
+    assert rows[1][8:] == ['{"email": "a@x"}', '{"email": "b@x"}']
+
+
+@pytest.mark.django_db
+def test_the_manage_page_links_to_audit_and_status(clients):
+    page = clients["manager"].get(reverse("manage")).content.decode()
+    assert f'href="{AUDIT}"' in page
+    assert f'href="{reverse("manage-status")}"' in page

@@ -9,16 +9,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from celery import Task
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from coderadmin import metrics
 from coderadmin.celery import app as celery_app
 from coderadmin.heartbeat import beat_tick
+from coderadmin.management.commands.serve_metrics import MetricsHandler
 from environments import services
 from environments.models import Environment
 from environments.states import State
@@ -188,3 +195,82 @@ def test_metrics_after_a_scripted_lifecycle_on_a_worker(token, demo, tmp_path):
     assert grew("coderadmin_time_to_running_seconds_count", kind="standard") >= 1
     assert grew("coderadmin_task_duration_seconds_count", task="environments.stop") >= 1
     assert grew("coderadmin_task_duration_seconds_count", task="environments.delete") >= 1
+
+
+@pytest.fixture
+def sidecar(token):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MetricsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_sidecar_serves_the_pods_counters_with_the_same_token(sidecar):
+    """serve_metrics: how a worker or watcher pod without a web process is scraped on Kubernetes."""
+    metrics.watcher_reconnect()
+    assert _get(f"{sidecar}/metrics")[0] == 401
+    assert _get(f"{sidecar}/metrics", "wrong")[0] == 401
+    assert _get(f"{sidecar}/other", TOKEN)[0] == 404
+    status, body = _get(f"{sidecar}/metrics", TOKEN)
+    assert status == 200
+    assert "coderadmin_watcher_reconnects_total" in body
+    assert "coderadmin_environments{" not in body  # the database gauges come from the web endpoint
+
+
+def test_the_sidecar_refuses_to_start_without_a_token(settings):
+    settings.METRICS_TOKEN = ""
+    with pytest.raises(CommandError, match="METRICS_TOKEN"):
+        call_command("serve_metrics", "--port", "0")
+
+
+@pytest.mark.django_db
+def test_a_real_worker_process_reports_its_tasks_and_its_heartbeat(token, tmp_path, settings):
+    """``celery worker`` as a separate process (filesystem broker in a private directory) runs
+    a task sent by yet another process; its numbers reach this process's endpoint."""
+    env = {
+        **os.environ,
+        "CODERADMIN_VAR_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(settings.PROMETHEUS_MULTIPROC_DIR),
+    }
+    key = ("coderadmin_task_duration_seconds_count", (("task", "coderadmin.beat_tick"),))
+    before = scrape().get(key, 0.0)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "coderadmin",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        send = "from coderadmin.heartbeat import beat_tick; beat_tick.delay()"
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", send], cwd=ROOT, env=env, check=True, timeout=60
+        )
+        cs.eventually(lambda: scrape().get(key, 0.0) > before, timeout=60, what="the worker ran the task")
+        assert (tmp_path / "heartbeats" / "worker").exists()  # worker_ready in the real worker
+        assert (tmp_path / "heartbeats" / "beat").exists()  # the publishing process of the tick
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -94,7 +94,7 @@ def _start(profile: str, scale: float, tmp_path: Path) -> Iterator[ClusterHandle
         handle = stack.enter_context(cs.running_profile(profile, tmp_path, scale=scale))
         stack.enter_context(cs.sqlite_waits_for_locks())
         stack.enter_context(cs.celery_worker())
-        stack.enter_context(cs.running_watcher(gw.Gateway(handle.api_client), tmp_path))
+        stack.enter_context(cs.running_watcher(gw.Gateway(handle.api_client), tmp_path, watch_timeout=2))
         yield handle
 
 

@@ -19,7 +19,7 @@ from infrastructure.models import CvmBackend, InfrastructureSettings
 from tests.environments import cluster_support as cs
 from tests.environments.factories import make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 SYSTEMD = "ghcr.io/coderadmin/example-systemd"
 PLAIN = "ghcr.io/coderadmin/example-plain"

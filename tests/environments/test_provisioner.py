@@ -215,3 +215,35 @@ def test_transient_errors_propagate_for_the_task_to_retry(demo, gateway):
 )
 def test_refusal_reasons(error, kind, reason):
     assert provisioner.refusal_reason(error, kind) == reason
+
+
+def test_runtimeclass_pods_follow_the_runtime_of_the_sysbox_nodes(tmp_path):
+    with cs.running_profile("sysbox-nodes", tmp_path) as handle:
+        gateway = gw.Gateway(handle.api_client)
+        assert provisioner.node_runtime(gateway) == "containerd"  # mixed: containerd and CRI-O nodes
+        provisioner._node_runtime_cache.clear()
+        for name in ("sysbox-containerd-1", "sysbox-containerd-2"):
+            gateway.patch("Node", None, name, {"metadata": {"labels": {"sysbox-runtime": None}}})
+        assert provisioner.node_runtime(gateway) == "cri-o"
+        cs.configure(cvm=True, backend=CvmBackend.RUNTIMECLASS)
+        env = cs.create(make_user(), cs.image("ghcr.io/coderadmin/example-plain"), cvm=True)
+        provisioner.build(env.pk, env.generation, gateway)
+        pod = pod_of(gateway, env)
+        assert pod["metadata"]["annotations"]["io.kubernetes.cri-o.userns-mode"] == "auto:size=65536"
+        assert "hostUsers" not in pod["spec"]
+
+
+def test_a_build_overtaken_by_a_cancel_removes_the_pod_it_made(gateway, monkeypatch):
+    cs.configure()
+    env = cs.create(make_user(), cs.image("ghcr.io/coderadmin/example-plain"))
+    real = services.environment_mark_built
+
+    def overtaken(environment_id, *, generation):
+        services.environment_cancel(load(env), actor=env.owner)  # pressed while the task ran
+        return real(environment_id, generation=generation)
+
+    monkeypatch.setattr(services, "environment_mark_built", overtaken)
+    provisioner.build(env.pk, env.generation, gateway)
+    assert gateway.writes()[-1] == ("delete", "Pod")
+    cs.eventually(lambda: ("Pod", env.pod_name) not in cs.cluster_objects(gateway), what="pod removed")
+    assert load(env).state == State.OFF

@@ -131,6 +131,7 @@ def stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     with ExitStack() as exits:
 
         def start(profile: str = "demo", scale: float = 0.002, **watcher_options: Any) -> Stack:
+            watcher_options.setdefault("watch_timeout", 2)  # short streams: the watcher stops quickly
             handle = exits.enter_context(cs.running_profile(profile, tmp_path, scale=scale))
             requests = record_requests(handle)
             exits.enter_context(cs.sqlite_waits_for_locks())

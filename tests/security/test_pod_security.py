@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from django.conf import settings
+from django.test import Client
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
 
@@ -31,6 +32,7 @@ from infrastructure.models import CvmBackend, InfrastructureSettings
 from infrastructure.simulator.admission import ENFORCE_LABEL
 from tests.environments import cluster_support as cs
 from tests.environments.factories import make_user
+from tests.factories import site_admin
 
 RBAC = Path(settings.BASE_DIR) / "deploy" / "base" / "rbac.yaml"
 ENV_NAMESPACE = "coderadmin-environments"
@@ -356,3 +358,50 @@ def test_a_private_image_build_never_shows_the_password(backend, tmp_path, caplo
     assert [where for where, text in seen.items() if PASSWORD in text] == []
     assert secret["type"] == manifests.DOCKER_CONFIG_SECRET_TYPE
     assert PASSWORD in base64.b64decode(secret["data"][manifests.DOCKER_CONFIG_KEY]).decode()
+
+
+@pytest.mark.django_db
+def test_registry_passwords_entered_on_the_images_page_are_never_shown_again(caplog, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    caplog.set_level(logging.DEBUG)
+    admin = site_admin(username="img-admin", is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(admin)
+    fields = {
+        "repository": "registry.example.com/team/private",
+        "tags": "1.0",
+        "default_tag": "1.0",
+        "username": "coder",
+        "min_cpu_millicores": "250",
+        "min_memory_mib": "512",
+        "min_disk_gib": "1",
+        "registry_username": USERNAME,
+        "registry_password": PASSWORD,
+        "enabled": "on",
+    }
+    assert client.post("/images/new/", fields).status_code == 302
+    image = Image.objects.get(repository=fields["repository"])
+    assert image.has_registry_credentials and image.registry_password == PASSWORD
+    edited = {**fields, "description": "edited", "registry_password": ""}
+    assert client.post(f"/images/{image.pk}/", edited).status_code == 302
+    image.refresh_from_db()
+    assert image.registry_password == PASSWORD  # a blank field keeps the stored password
+
+    pages = {
+        path: client.get(path).content.decode()
+        for path in (
+            "/images/",
+            f"/images/{image.pk}/",
+            "/manage/audit/",
+            "/admin/environments/image/",
+            f"/admin/environments/image/{image.pk}/change/",
+            "/admin/coderadmin/auditentry/",
+        )
+    }
+    seen = {
+        **pages,
+        "application logs": caplog.text,
+        "audit": json.dumps(list(AuditEntry.objects.values()), default=str),
+        "stored row": json.dumps(list(Image.objects.values()), default=str),
+    }
+    assert [where for where, text in seen.items() if PASSWORD in text] == []

@@ -213,3 +213,28 @@ def test_the_live_partial_of_a_report_still_running_is_inert(poisoned):
     )
     assert response.status_code == 200
     assert_inert(response.content.decode(), "running report partial")
+
+
+@pytest.mark.parametrize(
+    ("visitor", "path", "params"),
+    [
+        ("admin", "/environments/", {"owner": PAYLOAD}),
+        (
+            "admin",
+            "/manage/infrastructure/guides/",
+            {"provider": "gke", "cluster_name": PAYLOAD, "location": IMG},
+        ),
+        (
+            "admin",
+            "/manage/infrastructure/guides/",
+            {"provider": "eks", "cluster_name": PAYLOAD, "region": IMG},
+        ),
+        ("admin", "/manage/infrastructure/guides/", {"provider": "sysbox", "node_names": PAYLOAD}),
+        ("auditor", "/manage/audit/", {"who": PAYLOAD, "action": IMG, "target": PAYLOAD}),
+        ("anonymous", "/accounts/login/", {"next": PAYLOAD}),
+    ],
+)
+def test_reflected_query_values_are_escaped(visitor, path, params, world):
+    response = world.client(visitor).get(path, params)
+    assert response.status_code == 200
+    assert_inert(response.content.decode(), f"{path} {params}")
