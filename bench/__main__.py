@@ -14,6 +14,7 @@ import pkgutil
 import platform
 import sys
 import time
+import traceback
 from typing import Any
 
 import bench
@@ -55,7 +56,11 @@ def machine() -> str:
     """The machine line printed above the table."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     python = platform.python_version()
-    return f"{os.cpu_count()} CPUs, {memory:.1f} GiB memory, Python {python}, {platform.system()}"
+    load = "/".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs, {memory:.1f} GiB memory, Python {python}, {platform.system()}, "
+        f"load average {load} (1/5/15 min) at the end"
+    )
 
 
 def call(run: Any, quick: bool) -> list[dict[str, Any]]:
@@ -69,16 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     found = collect()
     args = parse(argv, [name for name, _ in found])
     rows: list[dict[str, Any]] = []
+    failed = False
     for name, run in found:
         if args.only and name not in args.only:
             continue
         started = time.perf_counter()
-        for row in call(run, args.quick):
-            rows.append({"module": name, **row})
+        try:
+            rows.extend({"module": name, **row} for row in call(run, args.quick))
+        except Exception as exc:  # one broken benchmark must not hide the others' numbers
+            traceback.print_exc()
+            rows.append({"module": name, "benchmark": f"FAILED: {type(exc).__name__}: {exc}"[:200]})
+            failed = True
         print(f"{name}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
     print(machine())
     print(table(rows))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -177,7 +177,8 @@ def provisioning_stack(workers: int, profile: str = "demo") -> Iterator[Stack]:
     stop = threading.Event()
     thread: threading.Thread | None = None
     try:
-        processes = [_start_worker(i, queue, env, folder) for i in range(workers)]
+        for index in range(workers):
+            processes.append(_start_worker(index, queue, env, folder))
         watcher = Watcher(
             gw.Gateway(handle.api_client),
             namespace=NAMESPACE,
@@ -289,7 +290,7 @@ def error_reasons(ids: list[int]) -> list[str]:
 
 
 def forget_environments() -> None:
-    """Drop every environment row, so the next run's watcher does not see the last run's."""
+    """Drop every environment row (after the stack stopped writing), so the next run starts empty."""
     from environments.models import Environment
 
     Environment.objects.all().delete()
@@ -302,3 +303,17 @@ def wait_for(predicate: Any, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"not reached within {timeout} s")
         time.sleep(0.01)
+
+
+def report_unfinished(ids: list[int]) -> None:
+    """On stderr: the state and last events of every environment that is not Running, so a stuck
+    build in a benchmark run can be diagnosed from its output."""
+    from environments.models import Environment
+    from environments.states import State
+
+    for env in Environment.objects.filter(pk__in=ids).exclude(state=State.RUNNING):
+        events = list(env.events.order_by("-id").values_list("source", "message")[:5])
+        print(
+            f"{env.name} ({env.pod_name}) is {env.state}: {env.status_reason!r}; last events {events}",
+            file=sys.stderr,
+        )

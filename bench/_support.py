@@ -10,6 +10,7 @@ SQLite file in a temporary folder — and at Redis database 15 on 127.0.0.1 when
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import secrets
 import shutil
@@ -37,7 +38,7 @@ def row(benchmark: str, value: Any, unit: str = "", goal: str = "") -> dict[str,
 def percentile(values: list[float], share: float) -> float:
     """The nearest-rank percentile (``share`` in 0..1) of a non-empty list."""
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(share * len(ordered) + 0.5) - 1))
+    index = max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))
     return ordered[index]
 
 

@@ -6,5 +6,6 @@ class CoderadminConfig(AppConfig):
     verbose_name = "coderadmin"
 
     def ready(self) -> None:
-        # Connects the login/logout audit and rate-limit signal receivers.
-        from coderadmin import auth  # noqa: F401
+        # Connects the login/logout audit and rate-limit signal receivers, the metrics' Celery and
+        # state-change hooks, and the account-removal step of user deletion.
+        from coderadmin import auth, lifecycle, metrics  # noqa: F401

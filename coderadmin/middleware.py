@@ -14,7 +14,8 @@ class SecurityHeadersMiddleware:
     """Adds the Content-Security-Policy (settings.CONTENT_SECURITY_POLICY) to every response.
 
     It sits first in MIDDLEWARE so that error pages and health answers get it too. Django's
-    SecurityMiddleware and XFrameOptionsMiddleware add nosniff, Referrer-Policy and frame denial.
+    SecurityMiddleware and XFrameOptionsMiddleware add nosniff, Referrer-Policy and frame denial,
+    but health answers return before they run, so the same headers are defaulted here as well.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -24,6 +25,8 @@ class SecurityHeadersMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+        response.headers.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY)
         return response
 
 

@@ -271,6 +271,8 @@ LOGGING["filters"] = {"context": {"()": "coderadmin.logs.ContextFilter"}}
 LOGGING["handlers"]["console"]["filters"] = ["context"]
 # Task modules outside <app>.tasks, and the modules whose Celery signal hooks must be connected.
 CELERY_IMPORTS = (*CELERY_IMPORTS, "coderadmin.heartbeat", "coderadmin.lifecycle", "coderadmin.metrics")
+from celery.schedules import crontab  # noqa: E402 (used by this block only)
+
 CELERY_BEAT_SCHEDULE.update(
     {
         "coderadmin.beat_tick": {
@@ -278,7 +280,8 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": HEARTBEAT_INTERVAL_SECONDS,
             "options": {"expires": HEARTBEAT_INTERVAL_SECONDS},
         },
-        "coderadmin.prune": {"task": "coderadmin.prune", "schedule": 24 * 3600},
+        # At a fixed time of day, so it runs even when beat restarts more often than daily.
+        "coderadmin.prune": {"task": "coderadmin.prune", "schedule": crontab(hour=3, minute=17)},
     }
 )
 

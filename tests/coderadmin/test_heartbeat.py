@@ -144,3 +144,37 @@ def test_the_probe_reads_a_beat_written_by_another_process(private_var):
     failed = _probe(private_var, "worker", "--max-age", "60", "--file-only")
     assert failed.returncode == 1
     assert "(limit 60s)" in failed.stderr
+
+
+def test_a_real_beat_process_keeps_its_heartbeat_fresh(tmp_path):
+    """``celery beat`` beats at start and again each time it publishes the tick."""
+    env = {**os.environ, "CODERADMIN_VAR_DIR": str(tmp_path), "HEARTBEAT_INTERVAL_SECONDS": "1"}
+    beat_process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "coderadmin",
+            "beat",
+            "--schedule",
+            str(tmp_path / "schedule"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = tmp_path / "heartbeats" / "beat"
+    try:
+        stamps: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(stamps) < 3 and time.monotonic() < deadline:
+            if path.exists():
+                stamps.add(path.read_text())
+            time.sleep(0.2)
+        assert len(stamps) >= 3, f"beat recorded {len(stamps)} heartbeats"
+    finally:
+        beat_process.terminate()
+        beat_process.wait(timeout=30)
+    assert _probe(tmp_path, "beat", "--max-age", "60", "--file-only").returncode == 0

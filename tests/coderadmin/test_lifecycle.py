@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models.signals import post_delete
 from django.urls import reverse
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from coderadmin import lifecycle, services
 from coderadmin.models import AuditEntry
+from coderadmin.roles import Role
 from environments import services as environment_services
 from environments.models import Environment, EnvironmentEvent
 from environments.states import State
@@ -198,8 +200,15 @@ def demo(tmp_path):
         yield handle
 
 
+@pytest.fixture
+def role_groups():
+    """The role groups, which a transactional test's flush may have removed with the other rows."""
+    for role in Role:
+        Group.objects.get_or_create(name=role.value)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_deleting_a_user_removes_their_cluster_objects_then_the_account(demo, tmp_path):
+def test_deleting_a_user_removes_their_cluster_objects_then_the_account(role_groups, demo, tmp_path):
     """With a real worker and the watcher: nothing of the user is left, in the cluster or the database."""
     admin = site_admin(username="lc-cluster-admin")
     owner = member(username="lc-cluster-owner")

@@ -6,15 +6,18 @@ import json
 import logging
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
 from coderadmin import logs
 from coderadmin.celery import app as celery_app
 from coderadmin.logs import ContextFilter, JsonFormatter
+from coderadmin.roles import Role
 from environments.states import State
 from tests.environments import cluster_support as cs
 from tests.environments.factories import EnvironmentFactory
+from tests.factories import site_admin
 
 
 class Capture(logging.Handler):
@@ -135,3 +138,43 @@ def test_environment_tasks_log_with_the_environment_id(captured):
     [line] = [line for line in captured if line["logger"] == "tests.envtask"]
     assert line["environment_id"] == 99
     assert line["request_id"]
+
+
+@pytest.fixture
+def role_groups():
+    """The role groups, which a transactional test's flush may have removed with the other rows."""
+    for role in Role:
+        Group.objects.get_or_create(name=role.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ids_reach_log_lines_under_asgi_too(role_groups, captured, monkeypatch):
+    """The web process runs on ASGI (uvicorn workers): the ids cross the sync/async boundaries."""
+    import asyncio
+
+    from django.test import AsyncClient
+
+    env = EnvironmentFactory(state=State.RUNNING)
+    from environments import views
+
+    original = views.render
+
+    def logging_render(*args, **kwargs):
+        logging.getLogger("tests.asgi").info("rendering")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(views, "render", logging_render)
+    admin = site_admin(username="asgi-admin")
+    client = AsyncClient()
+
+    async def visit():
+        await client.aforce_login(admin)
+        return await client.get(
+            reverse("environments:detail", args=[env.pk]), headers={"X-Request-ID": "asgi-1"}
+        )
+
+    response = asyncio.run(visit())
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == "asgi-1"
+    [line] = [line for line in captured if line["logger"] == "tests.asgi"]
+    assert (line["request_id"], line["user_id"], line["environment_id"]) == ("asgi-1", admin.pk, env.pk)

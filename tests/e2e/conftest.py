@@ -1,4 +1,5 @@
-"""The whole product for browser journeys: live server, simulated cluster, real worker, watcher, Chromium.
+"""The whole product for browser journeys: the ASGI application on uvicorn (pages and the terminal
+WebSocket, as in production), the simulated cluster, a real Celery worker, the watcher, and Chromium.
 
 Chromium is Debian's (``/usr/bin/chromium``) driven by Playwright's sync API. Every journey gets a
 fresh browser context; screenshots go to ``test-artifacts/screenshots/<journey>/`` (git-ignored).
@@ -6,13 +7,18 @@ fresh browser context; screenshots go to ``test-artifacts/screenshots/<journey>/
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
+from channels.routing import ProtocolTypeRouter
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from coderadmin.roles import Role
@@ -38,8 +44,9 @@ PLAIN = "ghcr.io/coderadmin/example-plain"
 UNPULLABLE = "registry.invalid/team/app"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """Per test: a Playwright kept open across tests would stop other suites from starting theirs."""
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
@@ -47,8 +54,33 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+def server(transactional_db) -> Iterator[str]:
+    """The product's ASGI application on uvicorn in a thread (static files from the finders)."""
+    from coderadmin import asgi
+
+    application = ProtocolTypeRouter(
+        {
+            "http": ASGIStaticFilesHandler(asgi.django_application),
+            "websocket": asgi.application.application_mapping["websocket"],
+        }
+    )
+    config = uvicorn.Config(application, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not uvicorn_server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    uvicorn_server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     tab = context.new_page()
     yield tab
@@ -99,7 +131,7 @@ def _start(profile: str, scale: float, tmp_path: Path) -> Iterator[ClusterHandle
 
 
 @pytest.fixture
-def product(tmp_path: Path, live_server) -> Callable[..., ClusterHandle]:
+def product(tmp_path: Path, server: str) -> Callable[..., ClusterHandle]:
     """``product(profile="demo", scale=...)``: the simulated cluster with the profile on a fast clock,
     the gateway pointed at it, a real Celery worker and the watcher, for the rest of the test."""
     with ExitStack() as stack:

@@ -94,7 +94,6 @@ def test_journey_1_admin_checks_the_cluster_and_turns_cvms_on(page: Page, produc
 
 
 def test_journey_2_member_builds_a_cvm_and_runs_its_lifecycle(page: Page, product, shot):
-    """The terminal step (``docker ps``) is left out: the terminal is not part of the product yet."""
     product("demo", scale=0.1)
     cs.configure(cvm=True)
     cs.image(SYSTEMD)
@@ -116,6 +115,17 @@ def test_journey_2_member_builds_a_cvm_and_runs_its_lifecycle(page: Page, produc
     expect(page.locator("dl.details")).to_contain_text("/sbin/init")
     assert_same_document(page)
     shot(page, "running")
+
+    with page.context.expect_page() as opened:
+        page.locator("#open-terminal").click()
+    terminal = opened.value
+    expect(terminal.locator("#terminal-status")).to_have_text("Connected to devbox as coder.", timeout=15_000)
+    rows = terminal.locator(".xterm-rows")
+    expect(rows).to_contain_text("coder@", timeout=15_000)
+    terminal.keyboard.type("docker ps\n")
+    expect(rows).to_contain_text("CONTAINER ID", timeout=10_000)
+    shot(terminal, "terminal-docker-ps")
+    terminal.close()
 
     page.locator("#action-stop").click()
     expect(state_badge(page)).to_have_text("Off", timeout=30_000)

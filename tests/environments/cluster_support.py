@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from celery.contrib.testing.worker import start_worker
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.db.backends.signals import connection_created
 
 from coderadmin.celery import app as celery_app
@@ -189,7 +189,8 @@ def create(owner: Any, img: Image, name: str = "web", *, cvm: bool = False, **re
 
 @contextmanager
 def celery_worker() -> Iterator[None]:
-    """A real Celery worker in a thread, on an in-memory broker private to this test."""
+    """A real Celery worker in a thread, on an in-memory broker private to this test (with the
+    SQLite test database shared safely, see ``sqlite_waits_for_locks``)."""
     overrides = {
         "broker_url": f"memory://localhost/{uuid.uuid4().hex}",
         "task_always_eager": False,
@@ -203,7 +204,10 @@ def celery_worker() -> Iterator[None]:
     celery_app.amqp._producer_pool = None
     celery_app.control.purge()  # the in-memory broker is per process: start from an empty queue
     try:
-        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=10):
+        with (
+            sqlite_waits_for_locks(),
+            start_worker(celery_app, perform_ping_check=False, shutdown_timeout=10),
+        ):
             yield
     finally:
         celery_app.control.purge()
@@ -227,13 +231,14 @@ def running_watcher(
         **options,
     )
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield watcher
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the watcher did not stop"
+    with sqlite_waits_for_locks():
+        thread.start()
+        try:
+            yield watcher
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "the watcher did not stop"
 
 
 LOCK_RETRIES = 3000  # x 10 ms
@@ -259,17 +264,59 @@ def _add_retry(sender: Any, connection: Any, **kwargs: Any) -> None:
         connection.execute_wrappers.append(_retry_locked)
 
 
+_serial = threading.RLock()
+_held = threading.local()
+_active: list[bool] = []
+
+
+def _serialised(enter: Callable[..., Any], exit_: Callable[..., Any]) -> tuple[Callable, Callable]:
+    """Outermost atomic blocks on SQLite take one process-wide lock, as SQLite itself lets one
+    writer at a time (select_for_update is a no-op there, so this is what serialises services)."""
+
+    def patched_enter(self: Any) -> None:
+        conn = transaction.get_connection(self.using)
+        outermost = conn.vendor == "sqlite" and not conn.in_atomic_block
+        stack = _held.__dict__.setdefault("stack", [])
+        stack.append(outermost)
+        if outermost:
+            _serial.acquire()
+        try:
+            enter(self)
+        except BaseException:
+            stack.pop()
+            if outermost:
+                _serial.release()
+            raise
+
+    def patched_exit(self: Any, *exc: Any) -> None:
+        try:
+            exit_(self, *exc)
+        finally:
+            if _held.stack.pop():
+                _serial.release()
+
+    return patched_enter, patched_exit
+
+
 @contextmanager
 def sqlite_waits_for_locks() -> Iterator[None]:
     """SQLite's in-memory test database (shared cache) fails at once when another thread holds a
-    table lock; a file database would wait (busy timeout). Statements retry here as they would
-    wait there, so the worker, the watcher and the test can share the database. No-op elsewhere;
-    the row-locking semantics themselves are exercised on PostgreSQL."""
+    table lock, where a file database would wait (busy timeout) and let one writer at a time. Here
+    transactions take turns and statements retry, so the worker, the watcher and the test share
+    the database. No-op elsewhere; the row locks themselves are exercised on PostgreSQL."""
+    if _active:  # nested (a worker and a watcher in one test): the outer one did it all
+        yield
+        return
+    original = (transaction.Atomic.__enter__, transaction.Atomic.__exit__)
+    transaction.Atomic.__enter__, transaction.Atomic.__exit__ = _serialised(*original)
     connection_created.connect(_add_retry)
     _add_retry(None, connection)
+    _active.append(True)
     try:
         yield
     finally:
+        _active.pop()
+        transaction.Atomic.__enter__, transaction.Atomic.__exit__ = original
         connection_created.disconnect(_add_retry)
         if _retry_locked in connection.execute_wrappers:
             connection.execute_wrappers.remove(_retry_locked)

@@ -8,7 +8,6 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.apps import apps as django_apps
 
 from coderadmin.models import AuditEntry
 from environments import consumers, terminal
@@ -27,12 +26,6 @@ from tests.factories import UserFactory, site_admin, site_manager
 
 pytestmark = pytest.mark.django_db(transaction=True)
 create_roles = importlib.import_module("coderadmin.migrations.0003_roles").create_roles
-
-
-@pytest.fixture(autouse=True)
-def role_groups():
-    """Transactional tests start from an empty database: recreate the groups the roles migration makes."""
-    create_roles(django_apps, None)
 
 
 @pytest.fixture(autouse=True)
