@@ -185,6 +185,10 @@ if CLUSTER_MODE == "simulated" and not ALLOW_SIMULATED_CLUSTER:
         "or set ALLOW_SIMULATED_CLUSTER=true to try the product on the simulated cluster."
     )
 
+# Registry prefix of the supervising container image: the default image of a fresh install is
+# <prefix>/coderadmin-supervisor:<product version>, the image built by infrastructure/supervisor/build.sh.
+SUPERVISOR_IMAGE_PREFIX = env.str("SUPERVISOR_IMAGE_PREFIX", default="ghcr.io/coderadmin")
+
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

@@ -27,7 +27,7 @@ DEFAULT_NAMESPACE = "coderadmin-environments"
 
 def default_supervisor_image() -> str:
     """The supervising container image of this release."""
-    prefix = getattr(settings, "SUPERVISOR_IMAGE_PREFIX", "ghcr.io/coderadmin")
+    prefix = settings.SUPERVISOR_IMAGE_PREFIX
     try:
         version = metadata.version("coderadmin")
     except metadata.PackageNotFoundError:
