@@ -20,12 +20,11 @@ from environments import manifests, services
 from environments.models import Environment
 from environments.states import State
 from infrastructure import gateway as gw
+from infrastructure import labels
 from infrastructure.models import CvmBackend, InfrastructureSettings
 
 log = logging.getLogger(__name__)
 
-# The build a pod belongs to; the watcher ignores pods of older builds (a rebuild's old pod).
-ANNOTATION_GENERATION = "coderadmin.dev/generation"
 SYSBOX_READY_LABEL = "sysbox-runtime=running"
 # Waiting for a replaced pod to go: polls start fast and back off, bounded by the grace period.
 GONE_POLL_FIRST = 0.2
@@ -91,12 +90,12 @@ def _objects(env: Environment, settings: InfrastructureSettings, gateway: gw.Gat
     if env.cvm and (env.cvm_backend or settings.cvm_backend) == CvmBackend.RUNTIMECLASS:
         runtime = node_runtime(gateway)
     objects = manifests.environment_objects(env, env.image, settings, runtime)
-    objects[-1]["metadata"]["annotations"][ANNOTATION_GENERATION] = str(env.generation)
+    objects[-1]["metadata"]["annotations"][labels.ANNOTATION_GENERATION] = str(env.generation)
     return objects
 
 
 def pod_generation(pod: dict[str, Any]) -> int | None:
-    value = (pod.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_GENERATION)
+    value = (pod.get("metadata", {}).get("annotations") or {}).get(labels.ANNOTATION_GENERATION)
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -15,18 +15,22 @@ The watcher reports what the cluster did through ``environment_apply_pod_state``
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from coderadmin.audit import audit_record
 from environments.models import Environment, EnvironmentEvent, Image, ImageTag, validate_environment_name
 from environments.states import Action, State, TransitionNotAllowed, check_transition
 from infrastructure.models import InfrastructureSettings
 from infrastructure.supervisor import contract
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -87,12 +91,24 @@ def _event(
 
 
 def _enqueue(task_name: str, env: Environment) -> None:
-    """Send the task once the transaction commits (ids only), so the worker sees the new row."""
+    """Send the task once the transaction commits (ids only), so the worker sees the new row.
+
+    The row is already committed when the broker is asked, so a broker outage must not turn the
+    member's request into an error page: the environment stays in its transitional state and the
+    reconciler (``recovery.requeue_stuck``) enqueues the work once the broker answers again.
+    """
     from environments import tasks
 
     task = getattr(tasks, task_name)
     pk, generation = env.pk, env.generation
-    transaction.on_commit(lambda: task.delay(pk, generation))
+
+    def send() -> None:
+        try:
+            task.delay(pk, generation)
+        except BrokerUnreachable:
+            log.warning("broker unreachable: %s for environment %s left to the reconciler", task_name, pk)
+
+    transaction.on_commit(send)
 
 
 def _move(env: Environment, action: Action) -> State:
@@ -265,6 +281,13 @@ def environment_start(env: Environment, *, actor: Any, request: HttpRequest | No
     """Off → Building: the pod is created again on the kept volume."""
     with transaction.atomic():
         env = _locked(env)
+        if env.cvm and not InfrastructureSettings.load().cvm_enabled:
+            raise TransitionNotAllowed(
+                env.state,
+                Action.START,
+                "Container-based virtual machines are disabled on this installation; this environment "
+                "can start again once a site admin turns them back on.",
+            )
         return _begin_build(env, Action.START, "Start requested.", actor, request, _snapshot(env))
 
 

@@ -22,6 +22,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from coderadmin import metrics
+
 # (connect, read) seconds for ordinary calls; watches and log follows pass their own.
 DEFAULT_TIMEOUT = (5.0, 30.0)
 
@@ -214,7 +216,10 @@ class Gateway:
         try:
             return _decode(fn(*args, **kwargs))
         except Exception as exc:  # every failure becomes a typed error
-            raise translate(exc) from exc
+            error = translate(exc)
+            if not isinstance(error, NotFound | AlreadyExists | Conflict):  # answers, not failures
+                metrics.kubernetes_api_error(error.status)
+            raise error from exc
 
     def _scope(self, namespaced: bool, namespace: str | None) -> tuple:
         return (namespace,) if namespaced else ()

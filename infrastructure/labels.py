@@ -14,6 +14,8 @@ COMPONENT_ENVIRONMENT = "environment"
 
 ANNOTATION_OWNER = "coderadmin.dev/owner"
 ANNOTATION_ENVIRONMENT_NAME = "coderadmin.dev/environment-name"
+# The environment's build generation on its pod: a pod of an older generation is stale.
+ANNOTATION_GENERATION = "coderadmin.dev/generation"
 
 # Every object of ours carries these; list by this selector.
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={APP_NAME}"

@@ -34,6 +34,7 @@ from django.conf import settings as django_settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from coderadmin import heartbeat, metrics
 from environments import services
 from environments.models import Environment
 from environments.provisioner import pod_generation
@@ -272,6 +273,7 @@ class ListWatch:
                         break
                 if not received and time.monotonic() - started < 1.0:
                     # A server that ends every watch at once is going away: reconnect, re-list.
+                    metrics.watcher_reconnect()
                     self.gateway.reset_connections()
                     self.stop.wait(backoff(attempt))
                     attempt += 1
@@ -279,6 +281,7 @@ class ListWatch:
             except gw.Gone:
                 version = None
             except gw.GatewayError as exc:
+                metrics.watcher_reconnect()
                 delay = backoff(attempt)
                 attempt += 1
                 log.warning("watch of %s failed (%s); retrying in %.1fs", self.kind, exc.message, delay)
@@ -434,6 +437,7 @@ class Watcher:
     def heartbeat(self) -> None:
         self.heartbeat_path.parent.mkdir(parents=True, exist_ok=True)
         self.heartbeat_path.write_text(f"{time.time():.0f}\n")
+        heartbeat.beat("watcher")  # also in the cache, for the status page of other containers
 
     def _lead(self, stop: threading.Event) -> None:
         inner = threading.Event()

@@ -8,6 +8,7 @@ from environments import provisioner, services
 from environments.models import Environment
 from environments.states import State
 from infrastructure import gateway as gw
+from infrastructure import labels
 from infrastructure.models import CvmBackend
 from tests.environments import cluster_support as cs
 from tests.environments.factories import make_user
@@ -54,7 +55,7 @@ def test_build_of_a_public_image_makes_three_writes_and_no_reads(gateway):
     ]
     assert load(env).state == State.BUILDING
     pod = pod_of(gateway, env)
-    assert pod["metadata"]["annotations"][provisioner.ANNOTATION_GENERATION] == "1"
+    assert pod["metadata"]["annotations"][labels.ANNOTATION_GENERATION] == "1"
     assert cs.cluster_objects(gateway) == {
         ("Pod", "alice-web"),
         ("PersistentVolumeClaim", "alice-web-data"),
@@ -133,7 +134,7 @@ def test_rebuild_replaces_the_pod_after_the_old_one_is_gone(gateway):
     provisioner.build(env.pk, env.generation, gateway)
     pod = pod_of(gateway, env)
     assert pod["metadata"]["uid"] != old_uid
-    assert pod["metadata"]["annotations"][provisioner.ANNOTATION_GENERATION] == str(env.generation)
+    assert pod["metadata"]["annotations"][labels.ANNOTATION_GENERATION] == str(env.generation)
     assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "750m"
     assert load(env).state == State.BUILDING
 

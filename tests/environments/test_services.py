@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from coderadmin.models import AuditEntry
 from environments import services, tasks
@@ -234,6 +235,37 @@ def test_actions_that_do_not_fit_the_state_are_refused(action, state, message, s
     assert (env.state, env.generation) == (state, 3)
     assert sent == []
     assert not AuditEntry.objects.exists()
+
+
+def test_starting_a_cvm_is_refused_while_cvms_are_disabled(sent, django_capture_on_commit_callbacks):
+    env = make_env(State.OFF, cvm=True)
+    with pytest.raises(TransitionNotAllowed, match="Container-based virtual machines are disabled"):
+        services.environment_start(env, actor=make_user())
+    env.refresh_from_db()
+    assert (env.state, env.generation, sent) == (State.OFF, 3, [])
+
+
+def test_starting_a_cvm_works_again_once_cvms_are_enabled(cvm_on, sent, django_capture_on_commit_callbacks):
+    env = make_env(State.OFF, cvm=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.environment_start(env, actor=make_user())
+    env.refresh_from_db()
+    assert env.state == State.BUILDING
+    assert sent == [("build_environment", env.pk, 4)]
+
+
+def test_a_broker_outage_after_commit_keeps_the_saved_state(
+    tag, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
+    def broker_down(*args):
+        raise BrokerUnreachable("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+
+    monkeypatch.setattr(tasks.build_environment, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        env = create(make_user(), tag)
+    env.refresh_from_db()
+    assert env.state == State.CREATING
+    assert "left to the reconciler" in caplog.text
 
 
 def test_rebuild_with_new_tag_and_resources(sent):

@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from coderadmin.roles import Role
 from environments.models import Environment
@@ -36,14 +35,6 @@ def two_minutes_pass(env: Environment) -> None:
     Environment.objects.filter(pk=env.pk).update(updated_at=timezone.now() - timedelta(minutes=3))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BrokerUnreachable,
-    reason=(
-        "product bug: environments/services.py _enqueue sends the task in transaction.on_commit without "
-        "catching the broker's OperationalError, so the create view answers 500 after the row was saved"
-    ),
-)
 def test_create_with_the_broker_down_is_saved_pending_and_built_once_the_broker_is_back(client, tmp_path):
     with cs.running_profile("demo", tmp_path, scale=0.002) as handle:
         requests = record_requests(handle)

@@ -149,3 +149,19 @@ def test_an_unreachable_cluster_is_unavailable(simulated_cluster, gateway):
     gateway.reset_connections()
     with pytest.raises(gw.Unavailable):
         gateway.list("Secret", "work")
+
+
+def _api_errors(code: str) -> float:
+    from coderadmin import metrics
+
+    return metrics.KUBERNETES_API_ERRORS.labels(code=code)._value.get()
+
+
+def test_failed_requests_are_counted_by_code_but_answers_like_not_found_are_not(simulated_cluster, gateway):
+    before_500, before_404 = _api_errors("500"), _api_errors("404")
+    simulated_cluster.cluster.faults.add(verb="get", path_regex="/secrets/c1", count=1)
+    with pytest.raises(gw.Unavailable):
+        gateway.get("Secret", "work", "c1")
+    assert gateway.get_or_none("Secret", "work", "c1") is None
+    assert _api_errors("500") == before_500 + 1
+    assert _api_errors("404") == before_404
