@@ -29,6 +29,7 @@ urlpatterns = [
     path("manage/users/<int:pk>/password/", views.user_password, name="manage-user-password"),
     path("manage/users/<int:pk>/deactivate/", views.user_deactivate, name="manage-user-deactivate"),
     path("manage/users/<int:pk>/reactivate/", views.user_reactivate, name="manage-user-reactivate"),
+    path("manage/users/<int:pk>/delete/", views.user_delete, name="manage-user-delete"),
     path("manage/audit/", ops_views.audit_page, name="manage-audit"),
     path("manage/audit/export.csv", ops_views.audit_export, name="manage-audit-export"),
     path("manage/status/", ops_views.system_status, name="manage-status"),

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from coderadmin import services
+from coderadmin import lifecycle, services
 from coderadmin.audit import audit_record
 from coderadmin.forms import UserCreateForm, UserEditForm
 from coderadmin.roles import (
@@ -199,6 +199,35 @@ def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     services.user_reactivate(actor=request.user, user=account, request=request)
     messages.success(request, f"Reactivated {account.username}.")
     return redirect("manage-user", pk=account.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@manage_required
+def user_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete an account: a confirmation page (GET), then the deletion (POST) through
+    ``lifecycle.user_delete``, which deletes the environments (cluster objects first) before the row."""
+    account = _managed_user(request, pk)
+    environments = account.environments.count()
+    if request.method == "POST":
+        try:
+            remaining = lifecycle.user_delete(actor=request.user, user=account, request=request)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("manage-user", pk=account.pk)
+        if remaining:
+            messages.success(
+                request,
+                f"Deleting {account.username}: the account is removed once its {remaining} "
+                "environment(s) are deleted; it can no longer sign in.",
+            )
+        else:
+            messages.success(request, f"Deleted {account.username}.")
+        return redirect("manage-users")
+    return render(
+        request,
+        "manage/user_delete.html",
+        {"account": account, "environments": environments, "is_self": account.pk == request.user.pk},
+    )
 
 
 class AuditedPasswordChangeView(PasswordChangeView):

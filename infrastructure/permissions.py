@@ -85,7 +85,7 @@ NAMESPACED_RULES: tuple[Rule, ...] = (
         "coordination.k8s.io",
         "leases",
         ("get", "create", "update"),
-        "Leader election: only one watcher and one reconciler act at a time.",
+        "Leader election: only one watcher and one Celery beat (the reconciler's clock) act at a time.",
     ),
 )
 

@@ -1,6 +1,7 @@
 """The cluster watcher: one process that feeds cluster state back into environments.
 
-- Leader election with a ``coordination.k8s.io`` Lease: any number of watchers may run, one acts.
+- Leader election with a ``coordination.k8s.io`` Lease (``infrastructure.leader``): any number of
+  watchers may run, one acts.
 - list+watch of our pods (``labels.MANAGED_SELECTOR``) and of the namespace's core/v1 events about
   pods (``involvedObject.kind=Pod``, matched to the stored pod names: events carry no pod labels).
   Re-list on 410 Gone and every ``relist_seconds``; exponential backoff with jitter on errors, so
@@ -42,14 +43,13 @@ from environments.services import PodState
 from environments.states import State, TransitionNotAllowed
 from infrastructure import gateway as gw
 from infrastructure import labels
+from infrastructure.leader import LEASE_DURATION_SECONDS, RENEW_EVERY_SECONDS, LeaderElection, parse_time
 from infrastructure.models import InfrastructureSettings
 from infrastructure.supervisor import contract
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "coderadmin-watcher"
-LEASE_DURATION_SECONDS = 15
-RENEW_EVERY_SECONDS = 5.0
 RELIST_SECONDS = 300.0
 WATCH_TIMEOUT_SECONDS = 60
 BACKOFF_FIRST = 0.5
@@ -77,19 +77,6 @@ def backoff(attempt: int) -> float:
     """Exponential with jitter, capped."""
     ceiling = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt)
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _micro_time(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --------------------------------------------------------------------------- pod assessment
@@ -290,69 +277,6 @@ class ListWatch:
                 version = None  # re-list: events may have been missed while the API was away
 
 
-# --------------------------------------------------------------------------- leader election
-
-
-class LeaderElection:
-    """Hold a Lease; ``try_acquire`` takes a free or expired lease or renews our own."""
-
-    def __init__(self, gateway: gw.Gateway, namespace: str, identity: str, name: str = LEASE_NAME) -> None:
-        self.gateway = gateway
-        self.namespace = namespace
-        self.identity = identity
-        self.name = name
-
-    def try_acquire(self) -> bool:
-        now = datetime.now(UTC)
-        lease = self.gateway.get_or_none("Lease", self.namespace, self.name)
-        spec = {
-            "holderIdentity": self.identity,
-            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-            "renewTime": _micro_time(now),
-        }
-        if lease is None:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {**spec, "acquireTime": _micro_time(now), "leaseTransitions": 0},
-            }
-            try:
-                self.gateway.create(body)
-            except gw.NotFound:
-                self.gateway.ensure_namespace(self.namespace)
-                return False
-            except gw.AlreadyExists:
-                return False
-            return True
-        current = lease.get("spec") or {}
-        holder = current.get("holderIdentity")
-        renewed = _parse_time(current.get("renewTime")) or datetime.min.replace(tzinfo=UTC)
-        duration = current.get("leaseDurationSeconds") or LEASE_DURATION_SECONDS
-        if holder and holder != self.identity and renewed + timedelta(seconds=duration) > now:
-            return False
-        if holder != self.identity:
-            spec["acquireTime"] = _micro_time(now)
-            spec["leaseTransitions"] = int(current.get("leaseTransitions") or 0) + 1
-        lease["spec"] = {**current, **spec}
-        try:
-            self.gateway.replace(lease)
-        except gw.Conflict:
-            return False
-        return True
-
-    def release(self) -> None:
-        """Give the lease up on a clean exit, so a standby takes over at once."""
-        lease = self.gateway.get_or_none("Lease", self.namespace, self.name)
-        if lease and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-            lease["spec"]["holderIdentity"] = None
-            lease["spec"]["renewTime"] = None
-            try:
-                self.gateway.replace(lease)
-            except gw.GatewayError:
-                log.info("could not release the lease; it expires by itself")
-
-
 # --------------------------------------------------------------------------- the watcher
 
 
@@ -386,7 +310,7 @@ class Watcher:
         self.heartbeat_path = heartbeat_path or Path(django_settings.VAR_DIR) / HEARTBEAT_FILE
         self.relist_seconds = relist_seconds
         self.watch_timeout = watch_timeout
-        self.election = LeaderElection(self.gateway, self.namespace, self.identity)
+        self.election = LeaderElection(self.gateway, self.namespace, self.identity, LEASE_NAME)
         self.queue: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.pods: dict[str, _PodInfo] = {}
         self.followed: set[str] = set()
@@ -546,7 +470,7 @@ class Watcher:
         info = self.pods.get(name)
         if info is None or info.uid != meta.get("uid"):
             info = _PodInfo(
-                environment_id, generation, meta.get("uid", ""), _parse_time(meta.get("creationTimestamp"))
+                environment_id, generation, meta.get("uid", ""), parse_time(meta.get("creationTimestamp"))
             )
             self.pods[name] = info
         self._maybe_follow(pod, info, inner)
@@ -631,7 +555,7 @@ class Watcher:
             if row is None:
                 return
             pk, generation, started = row
-            when = _parse_time(event.get("lastTimestamp") or event.get("eventTime"))
+            when = parse_time(event.get("lastTimestamp") or event.get("eventTime"))
             if started is None or (when is not None and when < started - timedelta(seconds=1)):
                 return  # an event of an earlier build
             info = _PodInfo(pk, generation, involved.get("uid", ""), None)
@@ -666,7 +590,7 @@ class Watcher:
 
     @staticmethod
     def _past_mount_grace(event: dict[str, Any], info: _PodInfo) -> bool:
-        when = _parse_time(event.get("lastTimestamp") or event.get("eventTime")) or datetime.now(UTC)
+        when = parse_time(event.get("lastTimestamp") or event.get("eventTime")) or datetime.now(UTC)
         created = info.created or when
         return (when - created).total_seconds() > MOUNT_GRACE_SECONDS
 

@@ -29,7 +29,7 @@ def test_commands():
     assert re.search(r"--workers \$\$\{WEB_CONCURRENCY:-\d+\}", _command("web"))
     assert re.search(r"--timeout \$\$\{GUNICORN_TIMEOUT:-\d+\}", _command("web"))
     assert _command("worker").startswith("celery -A coderadmin worker")
-    assert _command("beat").startswith("celery -A coderadmin beat")
+    assert _command("beat").startswith("python manage.py run_beat")
     assert _command("watcher") == "python manage.py watch_cluster"
     assert _command("migrate") == "python manage.py migrate --noinput"
 

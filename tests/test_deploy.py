@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,13 @@ import yaml
 from django.conf import settings
 from django.core.management import get_commands
 from kubernetes import client, utils
+from kubernetes.dynamic import DynamicClient
 
 from coderadmin.middleware import HealthCheckMiddleware
 from infrastructure import gateway as gw
 from infrastructure import labels, permissions
 from infrastructure.reconciler import reconcile
+from infrastructure.simulator import resources as simulator_resources
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 BASE = DEPLOY / "base"
@@ -176,6 +180,78 @@ def test_the_rbac_grants_what_the_product_needs_and_nothing_in_other_namespaces(
     assert not allowed({"verb": "create", "resource": "namespaces"})
 
 
+def kustomized() -> list[dict[str, Any]]:
+    """What ``kubectl apply -k deploy/base`` sends: the kustomize build of the base."""
+    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    built = subprocess.run(
+        [kubectl, "kustomize", str(BASE)], capture_output=True, text=True, check=True, timeout=60
+    )
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc is not None]
+
+
+def test_the_kustomize_build_is_every_listed_object_with_the_pinned_image():
+    built = kustomized()
+    key = [(obj["kind"], obj["metadata"]["name"]) for obj in objects()]
+    assert sorted((obj["kind"], obj["metadata"]["name"]) for obj in built) == sorted(key)
+    tag = kustomization()["images"][0]["newTag"]
+    images = {
+        c["image"]
+        for obj in built
+        if obj["kind"] == "Deployment"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {f"ghcr.io/coderadmin/coderadmin:{tag}"}
+
+
+def _cluster_kinds_and_verbs() -> list[dict[str, str]]:
+    """Every verb on every kind the simulated cluster serves: in both namespaces and cluster-wide."""
+    reviews = []
+    for rt in simulator_resources.RESOURCES:
+        for verb in rt.verbs:
+            base = {"verb": verb, "group": rt.group, "resource": rt.plural}
+            if rt.namespaced:
+                reviews += [{**base, "namespace": ns} for ns in ("coderadmin-environments", "coderadmin")]
+            else:
+                reviews.append(base)
+    return reviews
+
+
+def test_kubectl_apply_of_the_whole_base_is_accepted_and_the_account_gets_exactly_its_rules(
+    simulated_cluster,
+):
+    """Every object of the kustomize build created through the official client as a cluster admin,
+    then the product's own service account (created by the manifests) asks what it may do."""
+    built = kustomized()
+    for obj in built:
+        created = utils.create_from_dict(simulated_cluster.api_client, obj)
+        assert [item.metadata.name for item in created] == [obj["metadata"]["name"]]
+    dynamic = DynamicClient(simulated_cluster.api_client)
+    for obj in built:
+        api = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        stored = api.get(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace"))
+        assert stored.metadata.uid
+    token = simulated_cluster.token_for_service_account("coderadmin", "coderadmin")
+    reviews = client.AuthorizationV1Api(simulated_cluster.api_client_for_token(token))
+
+    def allowed(attributes: dict[str, str]) -> bool:
+        body = {"spec": {"resourceAttributes": attributes}}
+        return reviews.create_self_subject_access_review(body).status.allowed
+
+    needed = permissions.access_review_requests("coderadmin-environments")
+    assert [attributes for attributes in needed if not allowed(attributes)] == []
+    cluster_wide = [attributes for attributes in needed if "namespace" not in attributes]
+
+    def expected(attributes: dict[str, str]) -> bool:
+        without = {k: v for k, v in attributes.items() if k != "namespace"}
+        return attributes in needed or without in cluster_wide
+
+    granted = {tuple(sorted(a.items())) for a in _cluster_kinds_and_verbs() if allowed(a)}
+    wanted = {tuple(sorted(a.items())) for a in _cluster_kinds_and_verbs() if expected(a)}
+    assert granted == wanted
+    assert not allowed({"verb": "get", "resource": "pods", "subresource": "exec", "namespace": "coderadmin"})
+    assert not allowed({"verb": "escalate", "group": "rbac.authorization.k8s.io", "resource": "roles"})
+
+
 def test_the_reconciler_works_with_only_the_shipped_permissions(simulated_cluster, db, settings):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "deploy"}
@@ -238,14 +314,32 @@ def test_the_commands_exist_in_the_product():
     assert pod_spec("watcher")["containers"][0]["command"] == ["python", "manage.py", "watch_cluster"]
     assert "watch_cluster" in get_commands()
     assert pod_spec("web")["initContainers"][0]["command"] == ["python", "manage.py", "migrate", "--noinput"]
-    assert pod_spec("beat")["containers"][0]["command"][:4] == ["celery", "-A", "coderadmin", "beat"]
+    assert pod_spec("beat")["containers"][0]["command"][:3] == ["python", "manage.py", "run_beat"]
+    assert "run_beat" in get_commands()
     assert "celery -A coderadmin worker" in pod_spec("worker")["containers"][0]["command"][-1]
 
 
-def test_beat_is_a_single_replica_never_doubled_during_a_rollout():
+def test_beat_replicas_are_lease_elected_so_extra_ones_and_rollouts_are_safe():
     beat = deployment("beat")["spec"]
-    assert beat["replicas"] == 1
-    assert beat["strategy"] == {"type": "Recreate"}
+    assert beat["replicas"] == 2
+    assert beat["strategy"]["type"] == "RollingUpdate"
+    assert pod_spec("beat")["containers"][0]["command"][:3] == ["python", "manage.py", "run_beat"]
+
+
+def test_worker_and_watcher_pods_serve_their_metrics_from_a_shared_multiprocess_directory():
+    multiproc = str(settings.PROMETHEUS_MULTIPROC_DIR).replace(str(settings.VAR_DIR), "/app/var")
+    assert multiproc == "/app/var/metrics"
+    for component in ("worker", "watcher"):
+        spec = pod_spec(component)
+        main, sidecar = spec["containers"]
+        assert sidecar["command"] == ["python", "manage.py", "serve_metrics", "--port", "9100"]
+        assert sidecar["ports"] == [{"name": "metrics", "containerPort": 9100}]
+        for container in (main, sidecar):
+            assert {"name": "metrics", "mountPath": multiproc} in container["volumeMounts"]
+        assert {"name": "metrics", "emptyDir": {}} in spec["volumes"]
+        annotations = deployment(component)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == "9100"
+    assert "serve_metrics" in get_commands()
 
 
 def test_the_service_and_ingress_reach_the_web_pods():

@@ -105,8 +105,14 @@ def test_run_serves_the_product_and_ctrl_c_stops_every_process(tmp_path):
         time.sleep(2)  # let the worker and beat finish starting their own children
         children = _descendants(run.pid)
         commands = " | ".join(_cmdline(pid) for pid in children)
-        for part in ("gunicorn", "celery -A coderadmin worker", "celery -A coderadmin beat"):
+        for part in ("gunicorn", "celery -A coderadmin worker", "manage.py run_beat"):
             assert part in commands
+        beat_deadline = time.monotonic() + 30  # run_beat starts beat once it holds the Lease
+        while "celery -A coderadmin beat" not in commands and time.monotonic() < beat_deadline:
+            time.sleep(0.5)
+            children = _descendants(run.pid)
+            commands = " | ".join(_cmdline(pid) for pid in children)
+        assert "celery -A coderadmin beat" in commands
         assert f"http://127.0.0.1:{port}/" in output
         assert "admin    password: " in output and "member   password: " in output
         login_page = _get(f"http://127.0.0.1:{port}/accounts/login/")

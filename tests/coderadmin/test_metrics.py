@@ -6,6 +6,7 @@ values before and after (other tests may count too, never down).
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from pathlib import Path
 import pytest
 from celery import Task
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -228,10 +228,21 @@ def test_the_sidecar_serves_the_pods_counters_with_the_same_token(sidecar):
     assert "coderadmin_environments{" not in body  # the database gauges come from the web endpoint
 
 
-def test_the_sidecar_refuses_to_start_without_a_token(settings):
+def test_without_a_token_the_sidecar_answers_404_instead_of_crashing(sidecar, settings):
     settings.METRICS_TOKEN = ""
-    with pytest.raises(CommandError, match="METRICS_TOKEN"):
-        call_command("serve_metrics", "--port", "0")
+    assert _get(f"{sidecar}/metrics")[0] == 404
+    assert _get(f"{sidecar}/metrics", "")[0] == 404
+
+
+def test_the_sidecar_command_keeps_running_without_a_token(settings, monkeypatch):
+    """A pod whose METRICS_TOKEN is not set yet must not crash-loop: the command serves (404s)."""
+    settings.METRICS_TOKEN = ""
+    served = []
+    monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", lambda server: served.append(server))
+    err = io.StringIO()
+    call_command("serve_metrics", "--port", "0", "--bind", "127.0.0.1", stderr=err)
+    assert len(served) == 1
+    assert "METRICS_TOKEN is not set" in err.getvalue()
 
 
 @pytest.mark.django_db

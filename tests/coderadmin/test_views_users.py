@@ -7,6 +7,9 @@ from django.contrib.auth import get_user_model
 
 from coderadmin.models import AuditEntry
 from coderadmin.roles import Role, stored_role
+from environments.models import Environment
+from environments.states import State
+from tests.environments.factories import EnvironmentFactory
 from tests.factories import member, site_admin
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +152,55 @@ def test_users_page_paginates(admin_client, settings):
     assert "Page 1 of 2" in first
     assert "bulk54" not in first
     assert "bulk54" in admin_client.get("/manage/users/?page=2").content.decode()
+
+
+def test_deleting_an_account_asks_for_confirmation_then_deletes_it(admin_client, admin_user, member_user):
+    detail = admin_client.get(f"/manage/users/{member_user.pk}/").content.decode()
+    assert f'href="/manage/users/{member_user.pk}/delete/"' in detail
+    confirm = admin_client.get(f"/manage/users/{member_user.pk}/delete/")
+    assert confirm.status_code == 200
+    assert f'<form method="post" action="/manage/users/{member_user.pk}/delete/">' in confirm.content.decode()
+    assert User.objects.filter(pk=member_user.pk).exists()  # the GET changed nothing
+
+    response = admin_client.post(f"/manage/users/{member_user.pk}/delete/")
+
+    assert response.status_code == 302 and response.url == "/manage/users/"
+    assert not User.objects.filter(pk=member_user.pk).exists()
+    actions = set(AuditEntry.objects.filter(target_id=str(member_user.pk)).values_list("action", flat=True))
+    assert {"user.delete_requested", "user.delete"} <= actions
+    assert AuditEntry.objects.get(action="user.delete_requested").actor == admin_user
+    assert f"Deleted {member_user.username}" in admin_client.get("/manage/users/").content.decode()
+
+
+def test_deleting_an_account_with_environments_deletes_them_first(admin_client, member_user):
+    envs = [EnvironmentFactory(owner=member_user, state=State.OFF, name=name) for name in ("a", "b")]
+    confirm = admin_client.get(f"/manage/users/{member_user.pk}/delete/").content.decode()
+    assert "its 2 environments" in confirm
+
+    response = admin_client.post(f"/manage/users/{member_user.pk}/delete/", follow=True)
+
+    member_user.refresh_from_db()
+    assert not member_user.is_active
+    assert set(Environment.objects.filter(pk__in=[e.pk for e in envs]).values_list("state", flat=True)) == {
+        State.DELETING
+    }
+    assert "once its 2 environment(s) are deleted" in response.content.decode()
+
+
+def test_a_manager_deletes_members_but_not_admins(manager_client, member_user, admin_user):
+    assert manager_client.post(f"/manage/users/{admin_user.pk}/delete/").status_code == 403
+    assert User.objects.filter(pk=admin_user.pk, is_active=True).exists()
+    assert manager_client.post(f"/manage/users/{member_user.pk}/delete/").status_code == 302
+    assert not User.objects.filter(pk=member_user.pk).exists()
+
+
+def test_you_cannot_delete_your_own_account(admin_client, admin_user):
+    assert "/delete/" not in admin_client.get(f"/manage/users/{admin_user.pk}/").content.decode()
+    assert (
+        "cannot delete your own"
+        in admin_client.get(f"/manage/users/{admin_user.pk}/delete/").content.decode()
+    )
+    response = admin_client.post(f"/manage/users/{admin_user.pk}/delete/", follow=True)
+    assert "You cannot delete your own account." in response.content.decode()
+    assert User.objects.filter(pk=admin_user.pk, is_active=True).exists()
+    assert not AuditEntry.objects.filter(action="user.delete_requested").exists()

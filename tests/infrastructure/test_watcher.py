@@ -15,7 +15,8 @@ from environments.services import PodState
 from environments.states import State
 from infrastructure import gateway as gw
 from infrastructure import watcher as watcher_module
-from infrastructure.watcher import Assessment, LeaderElection, Watcher, assess_pod
+from infrastructure.leader import LeaderElection
+from infrastructure.watcher import Assessment, Watcher, assess_pod
 from tests.environments import cluster_support as cs
 from tests.environments.factories import make_user
 
@@ -223,8 +224,8 @@ def lease(gateway):
 @pytest.mark.django_db
 def test_leader_election_one_holder_expiry_and_release(demo):
     gateway = gw.Gateway(demo.api_client)
-    first = LeaderElection(gateway, cs.NAMESPACE, "first")
-    second = LeaderElection(gateway, cs.NAMESPACE, "second")
+    first = LeaderElection(gateway, cs.NAMESPACE, "first", watcher_module.LEASE_NAME)
+    second = LeaderElection(gateway, cs.NAMESPACE, "second", watcher_module.LEASE_NAME)
     assert first.try_acquire() is True
     assert second.try_acquire() is False
     assert first.try_acquire() is True  # renewal
@@ -241,9 +242,9 @@ def test_leader_election_one_holder_expiry_and_release(demo):
 @pytest.mark.django_db
 def test_a_stale_lease_write_loses_the_race(demo):
     gateway = gw.Gateway(demo.api_client)
-    LeaderElection(gateway, cs.NAMESPACE, "first").try_acquire()
+    LeaderElection(gateway, cs.NAMESPACE, "first", watcher_module.LEASE_NAME).try_acquire()
     stale = lease(gateway)
-    LeaderElection(gateway, cs.NAMESPACE, "first").try_acquire()
+    LeaderElection(gateway, cs.NAMESPACE, "first", watcher_module.LEASE_NAME).try_acquire()
     stale["spec"]["holderIdentity"] = "intruder"
     with pytest.raises(gw.Conflict):
         gateway.replace(stale)

@@ -138,6 +138,14 @@ MATRIX: dict[str, list[Row]] = {
             target="admin-account",
         ),
     ],
+    "manage/users/<int:pk>/delete/": [
+        Row(get=managers(200), post=managers(302), target="member-account"),
+        Row(
+            get=by_visitor(LOGIN, 403, 403, 403, 403, 200, 403),
+            post=by_visitor(LOGIN, 403, 403, 403, 403, 302, 403),
+            target="admin-account",
+        ),
+    ],
     "manage/users/<int:pk>/reactivate/": [
         Row(get=everyone(405), post=managers(302), target="member-account")
     ],

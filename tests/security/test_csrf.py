@@ -47,6 +47,7 @@ CHANGING: dict[tuple[str, str], Callable[[World], dict[str, str]]] = {
         "password2": "Xq9-long-enough-pass",
     },
     ("manage/users/<int:pk>/deactivate/", "member-account"): lambda world: {},
+    ("manage/users/<int:pk>/delete/", "member-account"): lambda world: {},
     ("manage/infrastructure/cvm/enable/", ""): lambda world: {},
     ("manage/infrastructure/checks/", ""): lambda world: {},
     ("environments/new/", ""): lambda world: {

@@ -1,5 +1,8 @@
 """Serve this pod's metrics on a port of their own, for pods without a web process (worker,
-watcher on Kubernetes): run beside the process, sharing its PROMETHEUS_MULTIPROC_DIR."""
+watcher on Kubernetes): run beside the process, sharing its PROMETHEUS_MULTIPROC_DIR.
+
+Without METRICS_TOKEN the sidecar still runs but answers 404 to everything (like the web endpoint),
+so a deployment that has not set a token yet does not crash-loop its pods."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from coderadmin import metrics
@@ -17,7 +20,7 @@ class MetricsHandler(BaseHTTPRequestHandler):
     """GET /metrics with the bearer token; the same answers as the web endpoint."""
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0].rstrip("/") != "/metrics":
+        if not settings.METRICS_TOKEN or self.path.split("?")[0].rstrip("/") != "/metrics":
             self._answer(404, b"Not found.\n")
         elif not metrics.bearer_matches(self.headers.get("Authorization", ""), settings.METRICS_TOKEN):
             self._answer(
@@ -39,17 +42,18 @@ class MetricsHandler(BaseHTTPRequestHandler):
 
 
 class Command(BaseCommand):
-    help = "Serve /metrics of the processes sharing PROMETHEUS_MULTIPROC_DIR (needs METRICS_TOKEN)."
+    help = "Serve /metrics of the processes sharing PROMETHEUS_MULTIPROC_DIR (404 without METRICS_TOKEN)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=9100)
         parser.add_argument("--bind", default="0.0.0.0")  # noqa: S104 - scraped from other pods
 
     def handle(self, *args: Any, port: int, bind: str, **options: Any) -> None:
-        if not settings.METRICS_TOKEN:
-            raise CommandError("Set METRICS_TOKEN: the metrics endpoint is never served without one.")
         server = ThreadingHTTPServer((bind, port), MetricsHandler)
-        self.stdout.write(f"Serving metrics on {bind}:{server.server_address[1]}")
+        if settings.METRICS_TOKEN:
+            self.stdout.write(f"Serving metrics on {bind}:{server.server_address[1]}")
+        else:
+            self.stderr.write(f"METRICS_TOKEN is not set: {bind}:{server.server_address[1]} answers 404.")
         try:
             server.serve_forever()
         finally:
