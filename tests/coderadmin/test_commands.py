@@ -81,3 +81,27 @@ def test_demo_users_are_refused_outside_debug(settings):
     settings.DEBUG = False
     with pytest.raises(CommandError, match="DEBUG"):
         call_command("create_demo_users")
+
+
+def test_demo_images_are_registered_once_with_their_default_tags(settings, tmp_path, capsys):
+    from environments.models import Image
+
+    settings.DEBUG = True
+    settings.VAR_DIR = tmp_path
+    settings.CLUSTER_MODE = "simulated"
+    call_command("create_demo_users")
+    call_command("create_demo_images")
+    call_command("create_demo_images")
+    images = {image.repository: image for image in Image.objects.all()}
+    assert set(images) == {"ghcr.io/coderadmin/example-systemd", "ghcr.io/coderadmin/example-plain"}
+    systemd = images["ghcr.io/coderadmin/example-systemd"]
+    assert systemd.tags.get(is_default=True).tag == "24.04"
+    assert systemd.enabled and not systemd.deprecated
+
+
+@pytest.mark.parametrize(("debug", "mode"), [(False, "simulated"), (True, "kubeconfig")])
+def test_demo_images_are_refused_outside_local_simulated_runs(settings, debug, mode):
+    settings.DEBUG = debug
+    settings.CLUSTER_MODE = mode
+    with pytest.raises(CommandError, match="simulated cluster"):
+        call_command("create_demo_images")
