@@ -467,12 +467,27 @@ def environment_apply_pod_state(
             return env
         if generation is not None and generation != env.generation:
             return None
+        if state is PodState.RUNNING and current is State.CREATING:
+            # The pod came up before the build task committed ``environment_mark_built``; the
+            # watcher reports each pod state once, so this report must not be lost.
+            _move(env, Action.BUILD)
+            env.build_started_at = env.build_started_at or timezone.now()
+            current = State.BUILDING
         if state is PodState.RUNNING and current in (State.BUILDING, State.UNKNOWN):
             _move(env, Action.MARK_RUNNING)
             env.running_at = timezone.now()
             env.node_name = node_name or env.node_name
             env.status_reason = ""
-            env.save(update_fields=["state", "running_at", "node_name", "status_reason", "updated_at"])
+            env.save(
+                update_fields=[
+                    "state",
+                    "running_at",
+                    "node_name",
+                    "status_reason",
+                    "build_started_at",
+                    "updated_at",
+                ]
+            )
             _event(
                 env,
                 f"Environment is running on {env.node_name}." if env.node_name else "Environment is running.",

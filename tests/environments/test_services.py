@@ -307,6 +307,8 @@ def test_mark_error_with_a_stale_generation_changes_nothing(sent):
     [
         (State.BUILDING, PodState.RUNNING, State.RUNNING, ""),
         (State.UNKNOWN, PodState.RUNNING, State.RUNNING, ""),
+        # The pod was Ready before the build task committed "pod created": not lost.
+        (State.CREATING, PodState.RUNNING, State.RUNNING, ""),
         (State.BUILDING, PodState.FAILED, State.ERROR, "image x could not be pulled: boom"),
         (
             State.RUNNING,
@@ -330,6 +332,15 @@ def test_apply_pod_state(start, pod, end, reason, sent):
         assert env.status_reason == reason
     if end == State.RUNNING:
         assert (env.node_name, env.running_at is not None) == ("n1", True)
+
+
+def test_running_reported_before_the_build_task_commits_survives_its_late_mark_built(sent):
+    env = make_env(State.CREATING)
+    services.environment_apply_pod_state(env.pk, generation=3, state=PodState.RUNNING, node_name="n1")
+    services.environment_mark_built(env.pk, generation=3)
+    env.refresh_from_db()
+    assert env.state == State.RUNNING
+    assert env.build_started_at is not None
 
 
 def test_pod_reports_of_an_older_build_are_ignored(sent):

@@ -628,3 +628,12 @@ def test_rebuild_options_permissions(people, env):
     assert client_for(people["auditor"]).get(rebuild_url(env)).status_code == 403
     assert client_for(people["manager"]).get(rebuild_url(env)).status_code == 200
     assert Client().get(rebuild_url(env)).status_code == 302
+
+
+def test_a_standard_environment_shows_its_keep_alive_or_the_images_command(owner, env):
+    body = client_for(owner).get(detail_url(env)).content.decode()
+    assert "<code>keep-alive</code>" in body
+    env.image.command = ["/usr/bin/code-server", "--bind-addr", "0.0.0.0:8080"]
+    env.image.save()
+    body = client_for(owner).get(detail_url(env)).content.decode()
+    assert "<code>/usr/bin/code-server --bind-addr 0.0.0.0:8080</code> (the image's command)" in body
