@@ -221,6 +221,8 @@ class Environment(models.Model):
                 name="environment_unique_pod_name",
             ),
         ]
+        # The all-environments list (site admins and managers) pages newest first.
+        indexes = [models.Index(fields=["-created_at", "-id"], name="environment_newest_first")]
 
     def __str__(self) -> str:
         return self.name
