@@ -637,3 +637,12 @@ def test_a_standard_environment_shows_its_keep_alive_or_the_images_command(owner
     env.image.save()
     body = client_for(owner).get(detail_url(env)).content.decode()
     assert "<code>/usr/bin/code-server --bind-addr 0.0.0.0:8080</code> (the image's command)" in body
+
+
+def test_list_pages_keep_the_owner_filter(people, owner, tag):
+    for i in range(30):
+        EnvironmentFactory(owner=owner, image=tag.image, tag="1.0", name=f"env-{i:02d}")
+    body = client_for(people["admin"]).get(reverse("environments:list") + "?owner=mia").content.decode()
+    assert 'href="?owner=mia&amp;page=2">Next</a>' in body
+    body = client_for(owner).get(reverse("environments:list")).content.decode()
+    assert 'href="?page=2">Next</a>' in body
