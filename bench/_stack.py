@@ -1,8 +1,9 @@
 """The product's provisioning stack on a simulated cluster, instrumented from outside.
 
 ``provisioning_stack(workers=n)`` starts a simulated cluster (a profile on the fast clock), points
-the gateway at it, starts ``n`` Celery worker *processes* (solo pool, on a queue private to this
-run, over Redis database 15 or the filesystem broker) and the watcher in a thread. A ``Probe``
+the gateway at it, starts ``n`` Celery worker *processes* (solo pool, or ``threads`` threads each,
+on a queue private to this run, over Redis database 15 or the filesystem broker) and the watcher in
+a thread. A ``Probe``
 records, without any hook in product code:
 
 - every authenticated request the API server receives (by wrapping the cluster's fault injector,
@@ -91,7 +92,9 @@ class Stack:
     var_dir: Path
 
 
-def _start_worker(index: int, queue: str, env: dict[str, str], folder: Path) -> subprocess.Popen:
+def _start_worker(
+    index: int, queue: str, env: dict[str, str], folder: Path, threads: int = 1
+) -> subprocess.Popen:
     log = folder / f"worker-{index}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -102,8 +105,12 @@ def _start_worker(index: int, queue: str, env: dict[str, str], folder: Path) -> 
                 "-A",
                 "coderadmin",
                 "worker",
-                "--pool",
-                "solo",
+                # Build tasks wait on the API server, so a process runs several at once in threads.
+                *(
+                    ("--pool", "threads", "--concurrency", str(threads))
+                    if threads > 1
+                    else ("--pool", "solo")
+                ),
                 "--queues",
                 queue,
                 "--hostname",
@@ -137,7 +144,7 @@ def _stop_process(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def provisioning_stack(workers: int, profile: str = "demo") -> Iterator[Stack]:
+def provisioning_stack(workers: int, profile: str = "demo", threads: int = 1) -> Iterator[Stack]:
     """The cluster, ``workers`` worker processes and the watcher, with CVMs enabled (supervising
     container backend) and a systemd image; the probe is live before anything is created."""
     from django.db import connections
@@ -178,7 +185,7 @@ def provisioning_stack(workers: int, profile: str = "demo") -> Iterator[Stack]:
     thread: threading.Thread | None = None
     try:
         for index in range(workers):
-            processes.append(_start_worker(index, queue, env, folder))
+            processes.append(_start_worker(index, queue, env, folder, threads))
         watcher = Watcher(
             gw.Gateway(handle.api_client),
             namespace=NAMESPACE,

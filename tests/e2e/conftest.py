@@ -24,19 +24,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from coderadmin.roles import Role
 from infrastructure import gateway as gw
 from infrastructure.simulator.testing import ClusterHandle
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.environments import cluster_support as cs
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "journey-password-4711"
 SYSTEMD = "ghcr.io/coderadmin/example-systemd"

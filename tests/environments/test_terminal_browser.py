@@ -16,22 +16,11 @@ from django.urls import reverse
 from playwright.sync_api import expect, sync_playwright
 
 from infrastructure import gateway
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.environments.terminal_support import running_environment, session_cookie
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 
 @pytest.fixture
