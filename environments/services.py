@@ -234,21 +234,48 @@ def environment_create(
     return env
 
 
+def _begin_teardown(
+    env: Environment,
+    action: Action,
+    message: str,
+    actor: Any,
+    request,
+    *,
+    task: str,
+    reason: str | None,
+    event_type: str = Event.Type.INFO,
+) -> Environment:
+    """Stop, cancel and delete: move the locked row, bump ``generation`` (so a pending build task
+    turns stale), record the event and audit entry, and enqueue the cluster-side work.
+    ``reason`` replaces the status reason; None keeps it."""
+    before = _snapshot(env)
+    _move(env, action)
+    env.generation += 1
+    fields = ["state", "generation", "updated_at"]
+    if reason is not None:
+        env.status_reason = reason
+        fields.append("status_reason")
+    env.save(update_fields=fields)
+    _event(env, message, event_type)
+    audit_record(
+        f"environment.{action.value}",
+        actor=actor,
+        target=env,
+        request=request,
+        before=before,
+        after=_snapshot(env),
+    )
+    _enqueue(task, env)
+    return env
+
+
 def environment_stop(env: Environment, *, actor: Any, request: HttpRequest | None = None) -> Environment:
     """Turning off: the pod is deleted, the volume kept; Off once the pod is gone."""
     with transaction.atomic():
         env = _locked(env)
-        before = _snapshot(env)
-        _move(env, Action.STOP)
-        env.generation += 1
-        env.status_reason = ""
-        env.save(update_fields=["state", "generation", "status_reason", "updated_at"])
-        _event(env, "Stop requested.")
-        audit_record(
-            "environment.stop", actor=actor, target=env, request=request, before=before, after=_snapshot(env)
+        return _begin_teardown(
+            env, Action.STOP, "Stop requested.", actor, request, task="stop_environment", reason=""
         )
-        _enqueue("stop_environment", env)
-    return env
 
 
 def _begin_build(
@@ -335,43 +362,32 @@ def environment_cancel(env: Environment, *, actor: Any, request: HttpRequest | N
     """Creating/Building → Off at once; the half-built pod is removed in the background."""
     with transaction.atomic():
         env = _locked(env)
-        before = _snapshot(env)
-        _move(env, Action.CANCEL)
-        env.generation += 1
-        env.status_reason = "The build was cancelled."
-        env.save(update_fields=["state", "generation", "status_reason", "updated_at"])
-        _event(env, "Build cancelled.", Event.Type.WARNING)
-        audit_record(
-            "environment.cancel",
-            actor=actor,
-            target=env,
-            request=request,
-            before=before,
-            after=_snapshot(env),
+        return _begin_teardown(
+            env,
+            Action.CANCEL,
+            "Build cancelled.",
+            actor,
+            request,
+            task="stop_environment",
+            reason="The build was cancelled.",
+            event_type=Event.Type.WARNING,
         )
-        _enqueue("stop_environment", env)
-    return env
 
 
 def environment_delete(env: Environment, *, actor: Any, request: HttpRequest | None = None) -> Environment:
     """Deleting: pod, secrets, policy and claim go, then the row."""
     with transaction.atomic():
         env = _locked(env)
-        before = _snapshot(env)
-        _move(env, Action.DELETE)
-        env.generation += 1
-        env.save(update_fields=["state", "generation", "updated_at"])
-        _event(env, "Delete requested.", Event.Type.WARNING)
-        audit_record(
-            "environment.delete",
-            actor=actor,
-            target=env,
-            request=request,
-            before=before,
-            after=_snapshot(env),
+        return _begin_teardown(
+            env,
+            Action.DELETE,
+            "Delete requested.",
+            actor,
+            request,
+            task="delete_environment",
+            reason=None,
+            event_type=Event.Type.WARNING,
         )
-        _enqueue("delete_environment", env)
-    return env
 
 
 def environment_mark_error(
