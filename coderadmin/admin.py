@@ -35,6 +35,20 @@ def _differs(before: Any, after: Any) -> bool:
     return before != after
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records (audit log, build logs, settings history, reports): viewable and filterable, never
+    added, changed or deleted from the admin."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     list_display = ("username", "handle", "email", "is_active", "is_staff", "is_superuser", "last_login")
@@ -108,19 +122,10 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """Read-only: the audit log is append-only, from the admin too."""
 
     list_display = ("created_at", "actor_name", "action", "target_repr", "ip_address")
     list_filter = ("action",)
     search_fields = ("actor_name", "action", "target_repr", "target_id", "message")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.timesince import timesince
 
+from coderadmin.admin import ReadOnlyAdmin
 from environments import image_services, services
 from environments.models import Environment, EnvironmentEvent, Image, ImageTag
 from environments.references import validate_tag
@@ -230,7 +231,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(EnvironmentEvent)
-class EnvironmentEventAdmin(admin.ModelAdmin):
+class EnvironmentEventAdmin(ReadOnlyAdmin):
     """Every environment's build log and state history in one searchable, read-only list."""
 
     list_display = ("time", "environment", "owner", "type", "source", "message")
@@ -243,15 +244,6 @@ class EnvironmentEventAdmin(admin.ModelAdmin):
     @admin.display(description="owner", ordering="environment__owner__username")
     def owner(self, event: EnvironmentEvent) -> str:
         return str(event.environment.owner)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ImageTagInline(admin.TabularInline):
@@ -298,19 +290,7 @@ class ImageAdminForm(forms.ModelForm):
 
     class Meta:
         model = Image
-        fields = (
-            "repository",
-            "description",
-            "username",
-            "run_as_uid",
-            "command",
-            "min_cpu_millicores",
-            "min_memory_mib",
-            "min_disk_gib",
-            "registry_username",
-            "enabled",
-            "deprecated",
-        )
+        fields = image_services.IMAGE_FIELDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

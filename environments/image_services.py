@@ -17,7 +17,8 @@ from coderadmin.audit import audit_record
 from environments.models import Image, ImageTag
 from environments.references import validate_tag
 
-_FIELDS = (
+# The image fields an admin edits (the Images page and the Django admin), password excepted.
+IMAGE_FIELDS = (
     "repository",
     "description",
     "username",
@@ -53,7 +54,7 @@ class ImageData:
 
 def image_snapshot(image: Image) -> dict[str, Any]:
     """The audited view of an image: every field but the password, which shows only as set or not."""
-    values = {field: getattr(image, field) for field in _FIELDS}
+    values = {field: getattr(image, field) for field in IMAGE_FIELDS}
     tags = list(image.tags.order_by("-is_default", "tag"))
     values["tags"] = [t.tag for t in tags]
     values["default_tag"] = next((t.tag for t in tags if t.is_default), "")
@@ -83,7 +84,7 @@ def _checked_tags(data: ImageData) -> tuple[list[str], str]:
 
 
 def _apply(image: Image, data: ImageData, registry_password: str, clear_credentials: bool) -> None:
-    for field in _FIELDS:
+    for field in IMAGE_FIELDS:
         setattr(image, field, getattr(data, field))
     if clear_credentials:
         image.registry_username = ""

@@ -14,21 +14,9 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
+from coderadmin.admin import ReadOnlyAdmin
 from infrastructure import services
 from infrastructure.models import InfrastructureSettings, InfrastructureSettingsChange, ReadinessReport
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records: viewable and filterable, never added, changed or deleted."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(InfrastructureSettings)
