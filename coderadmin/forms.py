@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
 
 from coderadmin.models import HANDLE_MAX_LENGTH
 from coderadmin.roles import Role, assignable_roles, is_site_admin
@@ -58,3 +59,14 @@ class UserEditForm(forms.Form):
         if not is_site_admin(actor):
             del self.fields["handle"]
             del self.fields["is_staff"]
+
+
+def add_service_errors(form: forms.Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
+    """Show a service's ValidationError on the form: next to the matching field (``rename`` maps a
+    service's field name to the form's), or above the form."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for field, errors in exc.error_dict.items():
+        name = (rename or {}).get(field, field)
+        form.add_error(name if name in form.fields else None, errors)

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from coderadmin import lifecycle, services
 from coderadmin.audit import audit_record
-from coderadmin.forms import UserCreateForm, UserEditForm
+from coderadmin.forms import UserCreateForm, UserEditForm, add_service_errors
 from coderadmin.roles import (
     Role,
     can_manage_user,
@@ -39,16 +39,6 @@ USERS_PER_PAGE = 50
 @manage_required
 def manage_index(request: HttpRequest) -> HttpResponse:
     return render(request, "manage/index.html")
-
-
-def _add_service_errors(form: Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
-    """Show a service's ValidationError on the form, on the matching field when there is one."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, errors in exc.error_dict.items():
-        name = (rename or {}).get(field, field)
-        form.add_error(name if name in form.fields else None, errors)
 
 
 @require_http_methods(["GET", "POST"])
@@ -70,7 +60,7 @@ def users(request: HttpRequest) -> HttpResponse:
                 request=request,
             )
         except ValidationError as exc:
-            _add_service_errors(form, exc, rename={"password": "password1"})
+            add_service_errors(form, exc, rename={"password": "password1"})
         else:
             messages.success(request, f"Created {user.username} (handle {user.handle}).")
             return redirect("manage-users")
@@ -122,7 +112,7 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 )
         except ValidationError as exc:
             account.refresh_from_db()  # the transaction rolled back; drop the half-applied fields
-            _add_service_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved {account.username}.")
             return redirect("manage-user", pk=account.pk)
@@ -172,7 +162,7 @@ def user_password(request: HttpRequest, pk: int) -> HttpResponse:
                 actor=request.user, user=account, password=form.cleaned_data["new_password1"], request=request
             )
         except ValidationError as exc:
-            _add_service_errors(form, exc, rename={"password": "new_password1"})
+            add_service_errors(form, exc, rename={"password": "new_password1"})
         else:
             messages.success(request, f"Set a new password for {account.username}.")
             return redirect("manage-user", pk=account.pk)

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -201,7 +202,7 @@ def environment_create(
     duplicate = ValidationError({"name": f"You already have an environment named {name}."})
     with transaction.atomic():
         # Lock the owner row: concurrent creates of one member are serialised, so the limit holds.
-        type(owner).objects.select_for_update().filter(pk=owner.pk).first()
+        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         mine = Environment.objects.filter(owner=owner)
         if mine.filter(name=name).exists():
             raise duplicate

@@ -14,13 +14,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotFound
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
+from coderadmin.forms import add_service_errors
 from coderadmin.roles import Role, can_view_all_environments, manage_required, user_role
 from environments import image_services, selectors, services
 from environments.forms import EnvironmentCreateForm, ImageForm, RebuildForm
@@ -124,7 +124,7 @@ def environment_create(request: HttpRequest) -> HttpResponse:
         tag = data["image_tag"]
         try:
             environment = services.environment_create(
-                owner=_signed_in_user(request),
+                owner=request.user,
                 name=data["name"],
                 image=tag.image,
                 tag=tag.tag,
@@ -136,7 +136,7 @@ def environment_create(request: HttpRequest) -> HttpResponse:
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc, rename={"image": "image_tag", "tag": "image_tag"})
+            add_service_errors(form, exc, rename={"image": "image_tag", "tag": "image_tag"})
         except TransitionNotAllowed as exc:
             form.add_error(None, str(exc))
         else:
@@ -149,22 +149,6 @@ def environment_create(request: HttpRequest) -> HttpResponse:
         {"form": form, "infrastructure": infrastructure, "has_images": bool(form.tags_by_id)},
         status=status,
     )
-
-
-def _signed_in_user(request: HttpRequest) -> Any:
-    """The user model instance behind ``request.user``'s lazy wrapper (services look at its type)."""
-    user = request.user
-    return getattr(user, "_wrapped", user)
-
-
-def _add_errors(form: Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
-    """Show a service's ValidationError next to the matching field (or above the form)."""
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for field, errors in exc.error_dict.items():
-        name = (rename or {}).get(field, field)
-        form.add_error(name if name in form.fields else None, errors)
 
 
 # --- Environment page ---------------------------------------------------------------------------
@@ -273,7 +257,7 @@ def environment_rebuild_options(request: HttpRequest, pk: int) -> HttpResponse:
                 environment, actor=request.user, request=request, **form.cleaned_data
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         except TransitionNotAllowed as exc:
             form.add_error(None, str(exc))
         else:
@@ -335,7 +319,7 @@ def image_create(request: HttpRequest) -> HttpResponse:
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Added {image.repository}.")
             return redirect("images:list")
@@ -366,7 +350,7 @@ def image_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 request=request,
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Saved {image.repository}.")
             return redirect("images:list")
